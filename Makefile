@@ -1,0 +1,28 @@
+# `make train` and `make test` set everything up on a fresh machine, then run.
+ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
+PY := $(ENV_DIR)/bin/python
+STAMP := $(ENV_DIR)/.ebrl-setup-stamp
+
+.PHONY: setup train test test-slow lint bench
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+setup: $(STAMP)
+
+train: $(STAMP)
+	$(PY) -m ebrl train $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check ebrl tests scripts experiments
+	$(PY) -m ruff format --check ebrl tests scripts experiments
+
+bench: $(STAMP)
+	$(PY) scripts/bench_samplers.py $(ARGS)

@@ -1,0 +1,28 @@
+"""ebrl: energy-based reinforcement learning on one energy core.
+
+Policies are energies, ``pi(a|s) ∝ anchor(a|s) exp(Q(s, a) / T)``; the same energies and samplers
+train generative EBMs.
+"""
+
+from ebrl.energy import (
+    Energy,
+    GaussianEnergy,
+    GaussianMixtureEnergy,
+    MLPEnergy,
+)
+from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin, SampleResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MALA",
+    "Chain",
+    "Energy",
+    "GaussianEnergy",
+    "GaussianMixtureEnergy",
+    "ImportanceSampler",
+    "Langevin",
+    "MLPEnergy",
+    "SampleResult",
+    "__version__",
+]

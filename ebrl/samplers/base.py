@@ -1,0 +1,232 @@
+"""Pieces every sampler shares: the result type, input checks, energy evaluation, box bounds,
+and drawing from ``torch.distributions`` proposals with an explicit generator."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch.distributions import (
+    AffineTransform,
+    Distribution,
+    ExpTransform,
+    Independent,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+    SigmoidTransform,
+    TanhTransform,
+    TransformedDistribution,
+    Uniform,
+)
+from torch.distributions.transforms import ComposeTransform
+
+EnergyFn = Callable[[Tensor], Tensor]
+
+
+class SampleResult(NamedTuple):
+    """What every sampler returns.
+
+    Attributes:
+        samples: ``[num_samples, *batch, d]``, detached.
+        stats: diagnostics as tensors (no host sync), e.g. ``acceptance_rate`` and ``step_size``
+            (MCMC, shape ``[*batch]``), ``ess`` and ``log_normalizer`` (importance sampling,
+            shape ``[*batch]``).
+    """
+
+    samples: Tensor
+    stats: dict[str, Tensor]
+
+
+def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_positive(owner: str, name: str, value: object) -> None:
+    """A float or tensor that must be finite and > 0 (tensor checks sync once, at construction)."""
+    if isinstance(value, Tensor):
+        if not value.is_floating_point() or not (torch.isfinite(value) & (value > 0)).all():
+            raise ValueError(f"{owner}: {name} must be finite and > 0 everywhere")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{owner}: {name} must be a float or tensor, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{owner}: {name} must be finite and > 0, got {value!r}")
+
+
+def check_proposal(owner: str, proposal: object) -> Distribution:
+    if not isinstance(proposal, Distribution):
+        raise TypeError(
+            f"{owner}: proposal must be a torch.distributions.Distribution, got "
+            f"{type(proposal).__name__}"
+        )
+    if len(proposal.event_shape) != 1:
+        raise ValueError(
+            f"{owner}: proposal must have event shape [d], got {tuple(proposal.event_shape)} "
+            "(wrap a batch of scalars with Independent(..., 1) or add a trailing dim)"
+        )
+    return proposal
+
+
+def evaluate_energy(owner: str, energy: EnergyFn, x: Tensor) -> Tensor:
+    """Calls ``energy(x)`` once with a clear error for a failing call or a wrong output shape.
+
+    Used for the first evaluation of a sampler call only: shapes are static, so later calls in a
+    loop need no check.
+    """
+    try:
+        e = energy(x)
+    except (RuntimeError, ValueError, IndexError) as err:
+        raise ValueError(
+            f"{owner}: energy failed on x of shape {tuple(x.shape)} = [num_samples, *batch, d] "
+            f"(does the energy's batch shape match the proposal's?): {err}"
+        ) from err
+    if not isinstance(e, Tensor) or e.shape != x.shape[:-1]:
+        raise ValueError(
+            f"{owner}: energy must map x of shape {tuple(x.shape)} to {tuple(x.shape[:-1])}, got "
+            f"{tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__}"
+        )
+    return e
+
+
+def energy_and_grad(energy: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(E(x), grad_x E(x))``, both detached, in one forward and one backward pass.
+
+    Eagerly this is ``torch.autograd.grad`` (the cheapest path); under ``torch.compile`` it is
+    ``torch.func.grad``, which traces without a graph break.
+    """
+    if torch.compiler.is_compiling():
+
+        def total(y: Tensor) -> tuple[Tensor, Tensor]:
+            e = energy(y)
+            return e.sum(), e
+
+        grad, e = torch.func.grad(total, has_aux=True)(x)
+        return e, grad
+    with torch.enable_grad():
+        y = x.detach().requires_grad_(True)
+        e = energy(y)
+        (grad,) = torch.autograd.grad(e.sum(), y)
+    return e.detach(), grad
+
+
+class Box:
+    """An axis-aligned box ``[low, high]`` and the bijection ``x = low + (high - low) sigmoid(u)``.
+
+    MCMC inside the box runs on the unconstrained ``u`` with the change-of-variables energy
+    ``E_u(u) = E(x(u)) - sum log |dx/du|``, so the chain targets exactly ``p`` restricted to the
+    box and samples can never leave it.
+    """
+
+    def __init__(self, owner: str, bounds: tuple, like: Tensor):
+        if not isinstance(bounds, tuple | list) or len(bounds) != 2:
+            raise ValueError(f"{owner}: bounds must be a pair (low, high), got {bounds!r}")
+        low, high = (torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in bounds)
+        if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (low < high).all()):
+            raise ValueError(f"{owner}: bounds must be finite with low < high, got {bounds!r}")
+        try:
+            torch.broadcast_shapes(low.shape, high.shape, like.shape[-1:])
+        except RuntimeError as err:
+            raise ValueError(
+                f"{owner}: bounds of shapes {tuple(low.shape)}, {tuple(high.shape)} do not "
+                f"broadcast to the event shape [{like.shape[-1]}]"
+            ) from err
+        self.low, self.high, self.width = low, high, high - low
+        # sigmoid saturates in finite precision: keep x strictly inside the box (so that
+        # log-densities that blow up on the boundary, like a squashed Gaussian's, stay finite).
+        # Initial points on or outside the boundary enter u space at logit(1e-6) = -13.8, not at
+        # logit(finfo.eps) = -36 (float64), which a chain would take long to walk back from.
+        self.margin = max(torch.finfo(like.dtype).eps, 1e-6)
+        self.inner_low = torch.nextafter(low, high)
+        self.inner_high = torch.nextafter(high, low)
+
+    def to_x(self, u: Tensor) -> Tensor:
+        x = self.low + self.width * torch.sigmoid(u)
+        return torch.minimum(torch.maximum(x, self.inner_low), self.inner_high)
+
+    def to_u(self, x: Tensor) -> Tensor:
+        unit = ((x - self.low) / self.width).clamp(self.margin, 1 - self.margin)
+        return torch.logit(unit)
+
+    def contains(self, x: Tensor) -> Tensor:
+        return ((x >= self.low) & (x <= self.high)).all(-1)
+
+    def energy_in_u(self, energy: EnergyFn) -> EnergyFn:
+        log_width = self.width.log()
+
+        def energy_u(u: Tensor) -> Tensor:
+            # log dx/du = log(width) + log sigmoid(u) + log sigmoid(-u)
+            log_jac = (
+                log_width + torch.nn.functional.logsigmoid(u) + torch.nn.functional.logsigmoid(-u)
+            )
+            return energy(self.to_x(u)) - log_jac.sum(-1)
+
+        return energy_u
+
+
+def draw(
+    proposal: Distribution, sample_shape: tuple[int, ...], generator: torch.Generator | None
+) -> Tensor:
+    """``proposal.sample(sample_shape)`` using ``generator`` for every random number.
+
+    ``torch.distributions`` draw from the global RNG; this reimplements the draw for the
+    families ebrl uses (Normal, Uniform, MultivariateNormal, Independent, MixtureSameFamily and
+    TransformedDistribution over them) so that sampling is reproducible from an explicit
+    generator. Other families fall back to ``proposal.sample`` inside ``torch.random.fork_rng``
+    seeded from ``generator`` (one host sync, outside any sampler loop).
+    """
+    if generator is None:
+        return proposal.sample(sample_shape)
+    shape = proposal._extended_shape(sample_shape)
+    with torch.no_grad():
+        if isinstance(proposal, Normal):
+            eps = torch.randn(
+                shape, generator=generator, dtype=proposal.loc.dtype, device=proposal.loc.device
+            )
+            return proposal.loc + proposal.scale * eps
+        if isinstance(proposal, Uniform):
+            u = torch.rand(
+                shape, generator=generator, dtype=proposal.low.dtype, device=proposal.low.device
+            )
+            return proposal.low + (proposal.high - proposal.low) * u
+        if isinstance(proposal, MultivariateNormal):
+            eps = torch.randn(
+                shape, generator=generator, dtype=proposal.loc.dtype, device=proposal.loc.device
+            )
+            return proposal.loc + (proposal.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+        if isinstance(proposal, Independent):
+            return draw(proposal.base_dist, sample_shape, generator)
+        if isinstance(proposal, TransformedDistribution) and all(
+            _known_transform(t) for t in proposal.transforms
+        ):
+            x = draw(proposal.base_dist, sample_shape, generator)
+            for transform in proposal.transforms:
+                x = transform(x)
+            return x
+        if isinstance(proposal, MixtureSameFamily):
+            probs = proposal.mixture_distribution.probs  # [*batch, K]
+            k = probs.shape[-1]
+            flat = probs.reshape(-1, k)
+            n = math.prod(sample_shape)
+            idx = torch.multinomial(flat, n, replacement=True, generator=generator)  # [B, n]
+            idx = idx.T.reshape(*sample_shape, *probs.shape[:-1])
+            comps = draw(proposal.component_distribution, sample_shape, generator)
+            event = proposal.event_shape
+            index = idx.reshape(*idx.shape, 1, *([1] * len(event))).expand(*idx.shape, 1, *event)
+            return torch.gather(comps, idx.dim(), index).squeeze(idx.dim())
+    seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+    devices = [generator.device] if generator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return proposal.sample(sample_shape)
+
+
+def _known_transform(transform: object) -> bool:
+    if isinstance(transform, ComposeTransform):
+        return all(_known_transform(t) for t in transform.parts)
+    return isinstance(transform, AffineTransform | TanhTransform | SigmoidTransform | ExpTransform)
