@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m ebrl train $(ARGS)
+	$(PY) -m ebrl sample-demo $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
