@@ -16,6 +16,7 @@ from ebrl.samplers.langevin import (
     langevin_step,
     mala_step,
 )
+from ebrl.samplers.mixture import Mixture
 
 __all__ = [
     "MALA",
@@ -25,6 +26,7 @@ __all__ = [
     "Langevin",
     "MCMCInfo",
     "MCMCState",
+    "Mixture",
     "SampleResult",
     "Sampler",
     "draw",

@@ -180,6 +180,13 @@ def draw(
     generator. Other families fall back to ``proposal.sample`` inside ``torch.random.fork_rng``
     seeded from ``generator`` (one host sync, outside any sampler loop).
     """
+    from ebrl.samplers.mixture import Mixture  # a proposal type of ours, sampled here
+
+    if isinstance(proposal, Mixture):
+        draws = [draw(c, sample_shape, generator) for c in proposal.components]
+        shape = (*sample_shape, *proposal.batch_shape)
+        uniform = torch.rand(shape, generator=generator, device=draws[0].device)
+        return proposal._select(draws, uniform.to(draws[0].dtype))
     if generator is None:
         return proposal.sample(sample_shape)
     shape = proposal._extended_shape(sample_shape)

@@ -1,0 +1,64 @@
+"""Run logging: TensorBoard scalars, a progress bar, and a console line, in one small object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["RunLogger"]
+
+
+class RunLogger:
+    """Writes scalars to TensorBoard (when ``logdir`` is given) and drives a tqdm progress bar.
+
+    Values may be floats or 0-d tensors; tensors are converted here, once per logging call, so
+    training loops can hand over device tensors without syncing at every step.
+    """
+
+    def __init__(
+        self, logdir: str | Path | None, total: int, progress_bar: bool = True, desc: str = "ebrl"
+    ):
+        self.writer = None
+        if logdir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(logdir))
+        self.bar = tqdm(
+            total=total,
+            disable=not progress_bar,
+            desc=desc,
+            unit="step",
+            dynamic_ncols=True,
+            leave=True,
+        )
+
+    def scalars(self, step: int, values: Mapping[str, float | torch.Tensor]) -> dict[str, float]:
+        """Logs ``values`` at ``step``; returns them as floats."""
+        floats = {
+            k: float(v.detach().float().mean()) if isinstance(v, torch.Tensor) else float(v)
+            for k, v in values.items()
+        }
+        if self.writer is not None:
+            for key, value in floats.items():
+                self.writer.add_scalar(key, value, step)
+        return floats
+
+    def advance(self, n: int, postfix: Mapping[str, float] | None = None) -> None:
+        self.bar.update(n)
+        if postfix:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
