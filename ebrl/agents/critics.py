@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -55,7 +56,7 @@ class QEnsemble(nn.Module):
         self.n_critics = n_critics
         widths = [obs_dim + act_dim, *hidden_sizes, 1]
         self.layers = nn.ModuleList(
-            EnsembleLinear(n_critics, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+            EnsembleLinear(n_critics, a, b) for a, b in itertools.pairwise(widths)
         )
 
     def forward(self, obs: Tensor, actions: Tensor) -> Tensor:

@@ -170,7 +170,11 @@ class Box:
 
 
 def draw(
-    proposal: Distribution, sample_shape: tuple[int, ...], generator: torch.Generator | None
+    proposal: Distribution,
+    sample_shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    *,
+    reparameterized: bool = False,
 ) -> Tensor:
     """``proposal.sample(sample_shape)`` using ``generator`` for every random number.
 
@@ -179,7 +183,17 @@ def draw(
     TransformedDistribution over them) so that sampling is reproducible from an explicit
     generator. Other families fall back to ``proposal.sample`` inside ``torch.random.fork_rng``
     seeded from ``generator`` (one host sync, outside any sampler loop).
+
+    With ``reparameterized=True`` the draw is ``proposal.rsample`` (gradients flow to the
+    distribution's parameters); only the location-scale families and transforms of them
+    support it (``TypeError`` otherwise).
     """
+    if reparameterized:
+        if not proposal.has_rsample:
+            raise TypeError(f"draw: {type(proposal).__name__} has no reparameterised sample")
+        if generator is None:
+            return proposal.rsample(sample_shape)
+        return _draw_known(proposal, sample_shape, generator, reparameterized=True)
     from ebrl.samplers.mixture import Mixture  # a proposal type of ours, sampled here
 
     if isinstance(proposal, Mixture):
@@ -189,48 +203,64 @@ def draw(
         return proposal._select(draws, uniform.to(draws[0].dtype))
     if generator is None:
         return proposal.sample(sample_shape)
-    shape = proposal._extended_shape(sample_shape)
     with torch.no_grad():
-        if isinstance(proposal, Normal):
-            eps = torch.randn(
-                shape, generator=generator, dtype=proposal.loc.dtype, device=proposal.loc.device
-            )
-            return proposal.loc + proposal.scale * eps
-        if isinstance(proposal, Uniform):
-            u = torch.rand(
-                shape, generator=generator, dtype=proposal.low.dtype, device=proposal.low.device
-            )
-            return proposal.low + (proposal.high - proposal.low) * u
-        if isinstance(proposal, MultivariateNormal):
-            eps = torch.randn(
-                shape, generator=generator, dtype=proposal.loc.dtype, device=proposal.loc.device
-            )
-            return proposal.loc + (proposal.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
-        if isinstance(proposal, Independent):
-            return draw(proposal.base_dist, sample_shape, generator)
-        if isinstance(proposal, TransformedDistribution) and all(
-            _known_transform(t) for t in proposal.transforms
-        ):
-            x = draw(proposal.base_dist, sample_shape, generator)
-            for transform in proposal.transforms:
-                x = transform(x)
-            return x
-        if isinstance(proposal, MixtureSameFamily):
-            probs = proposal.mixture_distribution.probs  # [*batch, K]
-            k = probs.shape[-1]
-            flat = probs.reshape(-1, k)
-            n = math.prod(sample_shape)
-            idx = torch.multinomial(flat, n, replacement=True, generator=generator)  # [B, n]
-            idx = idx.T.reshape(*sample_shape, *probs.shape[:-1])
-            comps = draw(proposal.component_distribution, sample_shape, generator)
-            event = proposal.event_shape
-            index = idx.reshape(*idx.shape, 1, *([1] * len(event))).expand(*idx.shape, 1, *event)
-            return torch.gather(comps, idx.dim(), index).squeeze(idx.dim())
+        return _draw_known(proposal, sample_shape, generator, reparameterized=False)
+
+
+def _draw_known(
+    proposal: Distribution,
+    sample_shape: tuple[int, ...],
+    generator: torch.Generator,
+    *,
+    reparameterized: bool,
+) -> Tensor:
+    shape = proposal._extended_shape(sample_shape)
+    if isinstance(proposal, Normal):
+        eps = torch.randn(
+            shape, generator=generator, dtype=proposal.loc.dtype, device=proposal.loc.device
+        )
+        return proposal.loc + proposal.scale * eps
+    if isinstance(proposal, Uniform):
+        u = torch.rand(
+            shape, generator=generator, dtype=proposal.low.dtype, device=proposal.low.device
+        )
+        return proposal.low + (proposal.high - proposal.low) * u
+    if isinstance(proposal, MultivariateNormal):
+        eps = torch.randn(
+            shape, generator=generator, dtype=proposal.loc.dtype, device=proposal.loc.device
+        )
+        return proposal.loc + (proposal.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+    if isinstance(proposal, Independent):
+        return _draw_known(
+            proposal.base_dist, sample_shape, generator, reparameterized=reparameterized
+        )
+    if isinstance(proposal, TransformedDistribution) and all(
+        _known_transform(t) for t in proposal.transforms
+    ):
+        x = _draw_known(
+            proposal.base_dist, sample_shape, generator, reparameterized=reparameterized
+        )
+        for transform in proposal.transforms:
+            x = transform(x)
+        return x
+    if isinstance(proposal, MixtureSameFamily) and not reparameterized:
+        probs = proposal.mixture_distribution.probs  # [*batch, K]
+        k = probs.shape[-1]
+        flat = probs.reshape(-1, k)
+        n = math.prod(sample_shape)
+        idx = torch.multinomial(flat, n, replacement=True, generator=generator)  # [B, n]
+        idx = idx.T.reshape(*sample_shape, *probs.shape[:-1])
+        comps = _draw_known(
+            proposal.component_distribution, sample_shape, generator, reparameterized=False
+        )
+        event = proposal.event_shape
+        index = idx.reshape(*idx.shape, 1, *([1] * len(event))).expand(*idx.shape, 1, *event)
+        return torch.gather(comps, idx.dim(), index).squeeze(idx.dim())
     seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
     devices = [generator.device] if generator.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        return proposal.sample(sample_shape)
+        return proposal.rsample(sample_shape) if reparameterized else proposal.sample(sample_shape)
 
 
 def _known_transform(transform: object) -> bool:
