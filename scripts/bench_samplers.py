@@ -134,12 +134,12 @@ def main() -> None:
     states = torch.randn(64, 3, device=device)
     energy_c = cond.condition(states)
     x0 = torch.randn(256, 64, 6, device=device)
-    proposal_c = Independent(
-        torch.distributions.Normal(torch.zeros(64, 6, device=device), 1.0), 1
-    )
+    proposal_c = Independent(torch.distributions.Normal(torch.zeros(64, 6, device=device), 1.0), 1)
     fns = {
         "bare loop (floor)": lambda: bare_langevin(energy_c, x0, 100),
-        "ebrl Langevin (ULA)": lambda: ula.sample(energy_c, proposal_c, 256, init=x0, generator=gen),
+        "ebrl Langevin (ULA)": lambda: ula.sample(
+            energy_c, proposal_c, 256, init=x0, generator=gen
+        ),
         "ebrl MALA": lambda: mala.sample(energy_c, proposal_c, 256, init=x0, generator=gen),
     }
     t = median_times(fns, args.repeats, device)
@@ -156,7 +156,9 @@ def main() -> None:
             e_act = net.condition(obs)
             ones = torch.ones(n_states, d, device=device)
             prop = Independent(Uniform(-ones, ones), 1)
-            sampler = Chain(ImportanceSampler(64, bounds=(-1.0, 1.0)), MALA(EPS, 10, bounds=(-1.0, 1.0)))
+            sampler = Chain(
+                ImportanceSampler(64, bounds=(-1.0, 1.0)), MALA(EPS, 10, bounds=(-1.0, 1.0))
+            )
             fns = {
                 "bare IS + 10 Langevin (floor)": lambda e=e_act, n=n_states, d=d: bare_acting(
                     e, -1.0, 1.0, n, 64, d, device

@@ -161,8 +161,9 @@ class SACConfig:
 
 def _check_action_space(space: gym.Space) -> gym.spaces.Box:
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        hint = " (use SoftQ for Discrete actions)" if isinstance(space, gym.spaces.Discrete) else ""
-        raise ValueError(f"SAC: supports 1-D bounded Box action spaces; got {space}{hint}")
+        raise ValueError(
+            f"SAC: supports 1-D bounded Box action spaces (continuous actions); got {space}"
+        )
     if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
         raise ValueError(f"SAC: the action space must be bounded (finite low/high), got {space}")
     return space

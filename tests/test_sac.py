@@ -1,0 +1,267 @@
+"""Energy-based SAC: gradient isolation, Polyak, equivalence with a reference SAC update,
+determinism, save/load, a real learning test, and bad input."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ebrl.agents import SAC, SACConfig, polyak_update
+from ebrl.agents.buffer import Transitions
+from ebrl.envs import GOALS, MultiGoalEnv
+
+SMALL = {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50}
+
+
+class TargetBandit(gym.Env):
+    """One-step contextual bandit: obs c ~ U[-1, 1], reward -(a - c / 2)^2 * 4, action in [-1, 1].
+
+    A uniform-random policy scores about -1.4; the optimum 0 (SAC's entropy costs a little).
+    """
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.c = self.np_random.uniform(-1, 1, size=1).astype(np.float32)
+        return self.c.copy(), {}
+
+    def step(self, action):
+        reward = -4.0 * float((action[0] - self.c[0] / 2) ** 2)
+        return self.c.copy(), reward, True, False, {}
+
+
+def random_batch(agent, n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Transitions(
+        obs=torch.randn(n, agent.obs_dim, generator=g),
+        actions=torch.rand(n, agent.act_dim, generator=g) * 2 - 1,
+        rewards=torch.randn(n, generator=g),
+        next_obs=torch.randn(n, agent.obs_dim, generator=g),
+        terminated=(torch.rand(n, generator=g) < 0.2).float(),
+    )
+
+
+# ----------------------------------------------------------------- isolation and Polyak
+
+
+@pytest.mark.parametrize("value_target", ["samples", "importance"])
+def test_critic_loss_touches_only_the_critic(value_target):
+    agent = SAC("Pendulum-v1", seed=0, value_target=value_target, **SMALL)
+    loss, _ = agent.critic_loss(random_batch(agent))
+    loss.backward()
+    assert all(p.grad is None for p in agent.actor.parameters())
+    assert agent.log_temperature.grad is None
+    assert all(p.grad is None and not p.requires_grad for p in agent.critic_target.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.critic.parameters())
+
+
+def test_actor_and_temperature_losses_do_not_reach_targets():
+    agent = SAC("Pendulum-v1", seed=0, **SMALL)
+    batch = random_batch(agent)
+    actor = agent.actor(batch.obs)
+    from ebrl.samplers import draw
+
+    a = draw(actor, (1,), agent.generator, reparameterized=True)[0]
+    log_q = actor.log_prob(a)
+    loss, _ = agent.temperature_loss(log_q - agent._log_anchor(batch.obs, a))
+    loss.backward()
+    assert all(p.grad is None for p in agent.actor.parameters())  # reg is detached
+    assert agent.log_temperature.grad is not None
+    loss, _ = agent.actor_loss(batch, a, log_q)
+    loss.backward()
+    assert all(p.grad is not None for p in agent.actor.parameters())
+    assert all(p.grad is None for p in agent.critic_target.parameters())
+
+
+def test_polyak_update():
+    src, tgt = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.clone() for p in tgt.parameters()]
+    polyak_update(src, tgt, 0.1)
+    for b, s, t in zip(before, src.parameters(), tgt.parameters(), strict=True):
+        torch.testing.assert_close(t, 0.9 * b + 0.1 * s)
+
+
+# ----------------------------------------------------------------- reference equivalence
+
+
+def reference_sac_update(agent, batch, eps_pi, eps_next):
+    """SAC's update written out from the paper (Haarnoja et al. 2018b), on copies of the
+    agent's networks, with the same noise: temperature (eq. 18), critics (eq. 5 with the soft
+    value eq. 3), actor (eq. 7), Polyak."""
+    import copy
+
+    actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
+    target = copy.deepcopy(agent.critic_target)
+    log_alpha = agent.log_temperature.detach().clone().requires_grad_(True)
+    lr = agent.config.learning_rate
+    opt_a = torch.optim.Adam(actor.parameters(), lr=lr)
+    opt_c = torch.optim.Adam(critic.parameters(), lr=lr)
+    opt_t = torch.optim.Adam([log_alpha], lr=lr)
+
+    def squashed(obs, eps):
+        base = actor(obs).base_dist  # Independent(Normal(mu, std))
+        mu, std = base.base_dist.loc, base.base_dist.scale
+        u = mu + std * eps
+        log_p = torch.distributions.Normal(mu, std).log_prob(u).sum(-1)
+        log_p = log_p - (2 * (math.log(2) - u - torch.nn.functional.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), log_p
+
+    a_pi, log_p = squashed(batch.obs, eps_pi)
+    alpha_loss = -(log_alpha * (log_p + agent.target).detach()).mean()
+    opt_t.zero_grad()
+    alpha_loss.backward()
+    opt_t.step()
+    alpha = log_alpha.detach().exp()
+    with torch.no_grad():
+        a_next, log_p_next = squashed(batch.next_obs, eps_next)
+        q_next = target(batch.next_obs, a_next).min(0).values - alpha * log_p_next
+        y = batch.rewards + agent.config.gamma * (1 - batch.terminated) * q_next
+    q1, q2 = critic(batch.obs, batch.actions)
+    critic_loss = 0.5 * (torch.nn.functional.mse_loss(q1, y) + torch.nn.functional.mse_loss(q2, y))
+    opt_c.zero_grad()
+    critic_loss.backward()
+    opt_c.step()
+    actor_loss = (alpha * log_p - critic(batch.obs, a_pi).min(0).values).mean()
+    opt_a.zero_grad()
+    actor_loss.backward()
+    opt_a.step()
+    with torch.no_grad():
+        for p, tp in zip(critic.parameters(), target.parameters(), strict=True):
+            tp.mul_(1 - agent.config.tau).add_(agent.config.tau * p)
+    return actor, critic, target, log_alpha
+
+
+def test_plain_configuration_is_exactly_sac():
+    agent = SAC("Pendulum-v1", seed=3, config=SACConfig.plain(**SMALL))
+    assert agent.sampler is None
+    batch = random_batch(agent, seed=1)
+    state = agent.generator.get_state()
+    g = torch.Generator().set_state(state)
+    eps_pi = torch.randn(1, 32, agent.act_dim, generator=g)[0]
+    eps_next = torch.randn(1, 32, agent.act_dim, generator=g)[0]
+    actor, critic, target, log_alpha = reference_sac_update(agent, batch, eps_pi, eps_next)
+    agent.update(batch)
+    torch.testing.assert_close(agent.log_temperature.detach(), log_alpha.detach())
+    for mine, ref in [(agent.actor, actor), (agent.critic, critic), (agent.critic_target, target)]:
+        for p, q in zip(mine.parameters(), ref.parameters(), strict=True):
+            torch.testing.assert_close(p, q)
+
+
+# ----------------------------------------------------------------- runs
+
+
+def test_same_seed_same_run_and_save_load_round_trip(tmp_path):
+    def run():
+        agent = SAC("Pendulum-v1", seed=7, log_interval=100, **SMALL)
+        returns = []
+        agent.learn(400, progress_bar=False,
+                    callback=lambda a, info: returns.extend(
+                        info["infos"]["episode"]["r"][info["infos"]["_episode"]].tolist())
+                    if "episode" in info["infos"] else None)
+        return agent, returns
+
+    a, ra = run()
+    b, rb = run()
+    assert ra == rb and len(ra) == 2  # two 200-step episodes
+    for p, q in zip(a.critic.parameters(), b.critic.parameters(), strict=True):
+        assert torch.equal(p, q)
+    path = a.save(tmp_path / "sac.pt")
+    loaded = SAC.load(path)
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(a.predict(obs, deterministic=True)[0],
+                                  loaded.predict(obs, deterministic=True)[0])
+    assert loaded.num_timesteps == a.num_timesteps
+    torch.testing.assert_close(loaded.temperature, a.temperature)
+
+
+def test_learns_a_contextual_bandit_past_learning_starts():
+    agent = SAC(TargetBandit(), seed=0, learning_starts=200, batch_size=64,
+                hidden_sizes=(64, 64), learning_rate=3e-3)
+    agent.learn(1200, progress_bar=False)
+    assert agent.num_timesteps == 1200 and len(agent.buffer) == 1200
+    rng = np.random.default_rng(1)
+    obs = rng.uniform(-1, 1, size=(256, 1)).astype(np.float32)
+    actions = agent.predict(obs, deterministic=True)[0]
+    reward = -4 * ((actions[:, 0] - obs[:, 0] / 2) ** 2)
+    assert reward.mean() > -0.05, reward.mean()  # uniform random: about -1.4
+
+
+def test_energy_policy_with_mala_and_importance_target_runs_and_logs(tmp_path):
+    agent = SAC("Pendulum-v1", seed=0, n_particles=8, mala_steps=2, value_target="importance",
+                target_particles=4, tensorboard_log=tmp_path, log_interval=50, num_envs=2,
+                **SMALL)
+    agent.learn(120, progress_bar=False)
+    assert agent.num_timesteps == 120
+    assert any(tmp_path.iterdir())  # TensorBoard events written
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown or unavailable env id 'NoSuchEnv-v9'"):
+        SAC("NoSuchEnv-v9")
+    with pytest.raises(ValueError, match="SAC: supports 1-D bounded Box action spaces.*Discrete"):
+        SAC("CartPole-v1")
+
+    class DictActions(TargetBandit):
+        def __init__(self):
+            super().__init__()
+            self.action_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (1,))})
+
+    with pytest.raises(ValueError, match="SAC: supports 1-D bounded Box action spaces"):
+        SAC(DictActions())
+
+    class Unbounded(TargetBandit):
+        def __init__(self):
+            super().__init__()
+            self.action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+    with pytest.raises(ValueError, match="must be bounded"):
+        SAC(Unbounded())
+    agent = SAC("Pendulum-v1", **SMALL)
+    with pytest.raises(ValueError, match="total_timesteps must be an int >= 1"):
+        agent.learn(0)
+    with pytest.raises(ValueError, match="temperature must be 'auto' or a float > 0"):
+        SAC("Pendulum-v1", temperature=-1.0)
+    with pytest.raises(TypeError, match="unknown hyperparameters"):
+        SAC("Pendulum-v1", learning_rat=1e-3)
+    with pytest.raises(ValueError, match="SACConfig: n_particles"):
+        SAC("Pendulum-v1", n_particles=0)
+    with pytest.raises(ValueError, match="SAC.predict: observation must have shape"):
+        agent.predict(np.zeros(5, dtype=np.float32))
+
+
+def test_checkpoint_from_another_env_is_rejected(tmp_path):
+    path = SAC("Pendulum-v1", **SMALL).save(tmp_path / "pendulum.pt")
+    with pytest.raises(ValueError, match="do not match the checkpoint"):
+        SAC.load(path, env="MountainCarContinuous-v0")
+    with pytest.raises(ValueError, match="no checkpoint"):
+        SAC.load(tmp_path / "missing.pt")
+
+
+# ----------------------------------------------------------------- MultiGoal
+
+
+def test_multigoal_dynamics_reward_and_termination():
+    env = gym.make("ebrl/MultiGoal-v0")
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs, [0.0, 0.0])
+    obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0], np.float32))
+    np.testing.assert_allclose(obs, [1.0, 0.0])
+    assert reward == pytest.approx(-(30 * 1.0 + 16.0))  # action cost + squared distance to (5,0)
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0], np.float32))
+    assert not terminated
+    obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0], np.float32))
+    assert terminated and info["goal"] == 0
+    assert reward == pytest.approx(-(30 * 0.25 + 0.25) + 10)
+    assert env.spec.max_episode_steps == 30
+    assert set(map(tuple, GOALS)) == {(5, 0), (-5, 0), (0, 5), (0, -5)}
+    with pytest.raises(ValueError, match="MultiGoalEnv: goal_radius"):
+        MultiGoalEnv(goal_radius=0)
