@@ -380,6 +380,19 @@ class _SquashedHead(nn.Module):
         self.register_buffer("low", torch.as_tensor(low if self.bounded else 0.0, dtype=dtype))
         self.register_buffer("high", torch.as_tensor(high if self.bounded else 0.0, dtype=dtype))
 
+    def _init_log_std_rows(self, rows: Tensor) -> None:
+        """Zero the weights of the output rows that give ``log sigma`` and set their bias so
+        that ``sigma = 1`` (clamped into the range) for every state at initialisation: a random
+        linear head can start at ``sigma = e^-5`` for some states, whose huge NLL gradients
+        would then stall Adam (its second-moment estimate remembers them)."""
+        lo, hi = self.log_std_bounds
+        target = min(max(0.0, lo + 0.05 * (hi - lo)), hi - 0.05 * (hi - lo))
+        raw = math.atanh(2 * (target - lo) / (hi - lo) - 1)
+        last = self.net[-1]
+        with torch.no_grad():
+            last.weight[rows] = 0.0
+            last.bias[rows] = raw
+
     def _log_std(self, raw: Tensor) -> Tensor:
         # a smooth clamp (tanh rescaled into [lo, hi]): gradients never vanish at the limits
         lo, hi = self.log_std_bounds
@@ -438,6 +451,7 @@ class GaussianAnchor(_SquashedHead):
         self._init_box(owner, action_space, log_std_bounds)
         d = self.action_dim
         self.net = _mlp(self.obs_dim, _check_hidden(owner, hidden_sizes), 2 * d, activation)
+        self._init_log_std_rows(torch.arange(d, 2 * d))
 
     def forward(self, obs: Tensor) -> Distribution:
         obs = _check_obs("GaussianAnchor", obs, self.obs_dim, self.net[0].weight)
@@ -478,6 +492,9 @@ class GaussianMixtureAnchor(_SquashedHead):
         self.net = _mlp(
             self.obs_dim, _check_hidden(owner, hidden_sizes), k * (1 + 2 * d), activation
         )
+        # outputs: k mixture logits, then per component [mean (d), raw log-std (d)]
+        per_component = torch.arange(k * 2 * d).reshape(k, 2 * d)
+        self._init_log_std_rows(k + per_component[:, d:].flatten())
 
     def forward(self, obs: Tensor) -> Distribution:
         obs = _check_obs("GaussianMixtureAnchor", obs, self.obs_dim, self.net[0].weight)
