@@ -54,17 +54,18 @@ def test_squashed_log_prob_matches_change_of_variables():
     unit = torch.rand(50, 4, 3, generator=g, dtype=F64) * 1.98 - 0.99  # inside, off the edge
     a = (HIGH + LOW) / 2 + (HIGH - LOW) / 2 * unit
     torch.testing.assert_close(dist.log_prob(a), reference_log_prob(a, loc, scale))
-    # rsample: in the box, reparameterised, and log_prob of its own draw uses the exact u
+    # rsample: in the box, reparameterised; rsample_and_log_prob: exact log-density of the draw
     x = dist.rsample((1000,))
     assert x.shape == (1000, 4, 3) and x.requires_grad is False
     assert ((x >= LOW) & (x <= HIGH)).all()
     loc_p = loc.clone().requires_grad_(True)
     d2 = squashed(loc_p, scale)
-    y = d2.rsample((7,))
-    lp = d2.log_prob(y)
+    y, lp = d2.rsample_and_log_prob((7,))
+    assert y.shape == (7, 4, 3) and lp.shape == (7, 4)
     (grad,) = torch.autograd.grad(lp.sum() + y.sum(), loc_p)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
-    torch.testing.assert_close(lp, reference_log_prob(y.detach(), loc, scale), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(lp, reference_log_prob(y.detach(), loc, scale))
+    torch.testing.assert_close(lp, d2.log_prob(y))
     torch.testing.assert_close(dist.median, (HIGH + LOW) / 2 + (HIGH - LOW) / 2 * torch.tanh(loc))
 
 
@@ -79,8 +80,8 @@ def test_squashed_log_prob_is_safe_at_and_beyond_the_bounds():
     outside = HIGH.float()[None] + torch.tensor([[0.1, 0.0, 0.0]])
     assert dist.log_prob(outside).item() == -math.inf
     x = dist.rsample((4096,))
-    lp = dist.log_prob(x)
-    assert torch.isfinite(lp).all()
+    assert (x[..., 0] == HIGH[0].float()).any()  # tanh rounded to 1: draws on the bound
+    assert torch.isfinite(dist.log_prob(x)).all()  # clamped atanh, no NaN or inf
     loc_p = loc.clone().requires_grad_(True)
     d = SquashedDistribution(
         Independent(Normal(loc_p, torch.ones(1, 3)), 1), LOW.float(), HIGH.float()
@@ -88,8 +89,17 @@ def test_squashed_log_prob_is_safe_at_and_beyond_the_bounds():
     z = d.rsample((256,))
     (grad,) = torch.autograd.grad(d.log_prob(z).sum(), loc_p)
     assert torch.isfinite(grad).all()
-    # values just drawn round to the box edges: no NaN from atanh(+-1) even without the cache
-    assert torch.isfinite(dist.log_prob(x.clone())).all()
+    # from the pre-squash sample the log-density stays exact where tanh saturates
+    torch.manual_seed(0)
+    _, lp = d.rsample_and_log_prob((256,))
+    torch.manual_seed(0)
+    u = Normal(loc, torch.ones(1, 3)).rsample((256,)).double()  # the same draws, in float64
+    h = (HIGH - LOW) / 2
+    log_jac = (h.log() + 2 * (math.log(2) - u - torch.nn.functional.softplus(-2 * u))).sum(-1)
+    want = Independent(Normal(loc.double(), 1.0), 1).log_prob(u) - log_jac
+    torch.testing.assert_close(lp.double(), want, rtol=1e-5, atol=1e-4)
+    (grad,) = torch.autograd.grad(lp.sum(), loc_p)
+    assert torch.isfinite(grad).all()
 
 
 def test_squashed_density_integrates_to_one():

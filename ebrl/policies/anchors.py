@@ -92,9 +92,11 @@ class SquashedDistribution(TransformedDistribution):
 
     with ``(a - loc) / scale`` clamped inside ``(-1, 1)`` (finite on the boundary) and
     ``log(1 - tanh^2)`` in its softplus form. Actions outside the closed box have density 0
-    (``log_prob = -inf``). Both transforms cache, so ``log_prob`` of a value just drawn by
-    ``rsample`` uses the exact pre-image ``u`` (no ``atanh`` round trip): the form SAC's
-    reverse-KL actor loss needs.
+    (``log_prob = -inf``). :meth:`rsample_and_log_prob` returns a reparameterised draw with the
+    log-density computed from its exact pre-image ``u`` (no ``atanh`` round trip, exact even where
+    ``tanh`` saturates): the form a reverse-KL (SAC) actor loss needs. The transforms do not
+    cache (a cache is a side effect that would stop ``torch.compile`` from capturing sampler
+    steps over energies built on this distribution).
 
     Args:
         base: a distribution over ``u`` with event shape ``[d]`` (``Independent(Normal)``, or a
@@ -110,8 +112,8 @@ class SquashedDistribution(TransformedDistribution):
         self.low, self.high = low, high
         self.loc, self.scale = (high + low) / 2, (high - low) / 2
         transforms = [
-            ClampedTanhTransform(cache_size=1),
-            AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1),
+            ClampedTanhTransform(),
+            AffineTransform(self.loc, self.scale, event_dim=1),
         ]
         super().__init__(base, transforms, validate_args=False)
 
@@ -122,6 +124,19 @@ class SquashedDistribution(TransformedDistribution):
     def squash(self, u: Tensor) -> Tensor:
         """``loc + scale * tanh(u)``: maps an unconstrained point into the box."""
         return self.loc + self.scale * torch.tanh(u)
+
+    def rsample_and_log_prob(self, sample_shape: torch.Size | tuple = ()) -> tuple[Tensor, Tensor]:
+        """A reparameterised draw ``a = squash(u)``, ``u ~ base``, and its exact ``log p(a)``.
+
+        ``log p(a) = log base(u) - sum_i [log scale_i + 2 (log 2 - u_i - softplus(-2 u_i))]``,
+        computed from ``u`` itself, so it is exact (and finite) even when ``tanh(u)`` rounds to
+        ``+-1``. Gradients flow to the base's parameters through both outputs.
+        """
+        u = self.base_dist.rsample(torch.Size(sample_shape))
+        log_det = torch.log(self.scale) + 2.0 * (
+            math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u)
+        )
+        return self.squash(u), self.base_dist.log_prob(u) - log_det.sum(-1)
 
     @property
     def median(self) -> Tensor:
@@ -409,9 +424,10 @@ class GaussianAnchor(_SquashedHead):
     ``u ~ N(mu_theta(s), diag(sigma_theta(s)^2))``.
 
     ``forward(obs[B, obs_dim])`` returns a :class:`SquashedDistribution` (batch ``[B]``, event
-    ``[d]``) with a reparameterised ``rsample`` and the exact ``log_prob`` of the squashed action;
-    ``dist.median`` is the usual deterministic action ``squash(mu)``. On a Box unbounded on every
-    side it returns the plain ``Independent(Normal(mu, sigma), 1)``.
+    ``[d]``) with a reparameterised ``rsample``, the exact ``log_prob`` of the squashed action,
+    and ``rsample_and_log_prob()`` (draw and exact log-density from the pre-squash sample, for
+    reverse-KL actor losses); ``dist.median`` is the usual deterministic action ``squash(mu)``.
+    On a Box unbounded on every side it returns the plain ``Independent(Normal(mu, sigma), 1)``.
 
     ``log sigma`` is squashed smoothly into ``log_std_bounds`` (default ``[-5, 2]``) so that
     neither behaviour cloning on clipped actions nor a reverse-KL actor loss can collapse or blow
