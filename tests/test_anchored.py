@@ -339,8 +339,8 @@ def test_mala_refinement_is_exact_on_a_narrow_posterior():
     result = policy.sample(prob.obs, 32, generator=gen(16))
     m, v = prob.posterior()
     assert 0.3 < float(result.stats["acceptance_rate"].mean()) < 0.8
-    # chains within a state may share an IS start; count one independent sample per state + the
-    # IS ESS per state as the effective size (conservative)
+    # chains of one state may share an IS start: count min(ESS, 32) independent samples per
+    # state (conservative: the chains decorrelate further over the MALA steps)
     n_eff = prob.r * float(result.stats["ess"].mean().clamp(max=32))
     assert_moments(result.samples.transpose(0, 1), m[0], torch.diag(v[0]), n_eff=n_eff)
 
@@ -556,3 +556,27 @@ def test_bad_continuous_inputs_are_named_errors():
     far = Independent(Normal(torch.full((3, 2), 50.0), 1.0), 1)
     with pytest.raises(ValueError, match="zero weight"):
         policy.kl_to_anchor(obs, proposal=far)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_follows_inputs_cuda():
+    """Contract: anchors, samples, stats and estimates live on the observations' device."""
+    dev = torch.device("cuda")
+    space = Box(-1.0, 1.0, (3,))
+    anchor = GaussianAnchor(4, space, hidden_sizes=(16,)).to(dev)
+    policy = AnchoredPolicy(
+        anchor,
+        lambda o, a: -(a**2).sum(-1) + o[..., 0],
+        torch.tensor(0.5, device=dev),
+        sampler=anchored_sampler(space, 64, mala_steps=3),
+    )
+    obs = torch.randn(8, 4, device=dev)
+    g = torch.Generator(device=dev).manual_seed(0)
+    result = policy.sample(obs, 5, generator=g)
+    assert result.samples.device.type == "cuda" and result.samples.shape == (5, 8, 3)
+    assert all(v.device.type == "cuda" for v in result.stats.values())
+    assert policy.soft_value(obs, generator=g).device.type == "cuda"
+    assert policy.act(obs, deterministic=True, generator=g).device.type == "cuda"
+    uniform = AnchoredPolicy(UniformAnchor(Discrete(3)), lambda o: o[:, :3], 1.0)
+    assert uniform.distribution(obs).probs.device.type == "cuda"
+    assert uniform.sample(obs, 4, generator=g).samples.device.type == "cuda"
