@@ -103,3 +103,14 @@ def test_demo_bad_arguments(tmp_path):
         pendulum_demos(1).save(tmp_path / "x.csv")
     with pytest.raises(ValueError, match=r"\[\.\.\., 8\]"):
         lunar_lander_preferences(np.zeros(3))
+
+
+def test_missing_box2d_is_a_clear_import_error(monkeypatch):
+    import gymnasium as gym
+
+    def make(*args, **kwargs):
+        raise gym.error.DependencyNotInstalled("Box2D is not installed")
+
+    monkeypatch.setattr(gym, "make", make)
+    with pytest.raises(ImportError, match=r"pip install 'ebrl\[box2d\]'"):
+        lunar_lander_demos(1)
