@@ -10,12 +10,14 @@ from ebrl.energy import (
     GaussianMixtureEnergy,
     MLPEnergy,
 )
+from ebrl.policies import AnchoredPolicy
 from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin, SampleResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MALA",
+    "AnchoredPolicy",
     "Chain",
     "Energy",
     "GaussianEnergy",

@@ -1,0 +1,1 @@
+"""Datasets: demonstrations for anchors (``demos``) and toy densities."""

@@ -1,0 +1,580 @@
+"""Anchored (piKL) policies: ``pi(a|s) ∝ anchor(a|s) exp(Q(s, a) / T)``.
+
+The policy maximises ``E_pi[Q] - T KL(pi || anchor)``; its value is the soft value
+``V(s) = T log E_anchor[exp(Q(s, a) / T)]``. As ``T -> inf`` it tends to the anchor, as ``T -> 0``
+to the argmax of ``Q`` on the anchor's support. Both ``E_pi[Q]`` and ``KL(pi || anchor)`` are
+non-increasing in ``T`` (their derivatives are ``-Var_pi(Q) / T^2`` and ``-Var_pi(Q) / T^3``).
+
+- **Discrete actions** (the anchor returns a ``Categorical``; ``utility(obs) -> [B, n]``): exact,
+  ``pi = softmax(log anchor + Q / T)`` with ``log anchor = -inf`` where the anchor's probability
+  is 0, so masked (illegal) actions are never taken, whatever their utility.
+- **Continuous actions** (event shape ``[d]``; ``utility(obs, actions[n, B, d]) -> [n, B]``): the
+  policy is the energy ``E(a) = -(log anchor(a|s) + Q(s, a) / T)`` (:meth:`AnchoredPolicy.energy`),
+  sampled by the shared sampler (default: importance sampling from the anchor; optionally
+  ``Chain(ImportanceSampler, MALA)`` inside the box, see :func:`anchored_sampler`). ``log Z``, the
+  soft value, ``log_prob`` and ``KL(pi || anchor)`` are self-normalised importance estimates over
+  the sampler's importance stage (``n`` particles, all states in one batched call).
+
+References:
+    Jacob et al. (2022), "Modeling Strong and Human-Like Gameplay with KL-Regularized Search",
+    ICML, Sec. 3 (piKL: ``pi ∝ anchor exp(Q / lambda)``); Bakhtin et al. (2023), "Mastering the
+    Game of No-Press Diplomacy via Human-Regularized Reinforcement Learning and Planning", ICLR
+    (Cicero's piKL); Haarnoja et al. (2017), "Reinforcement Learning with Deep Energy-Based
+    Policies", eq. (4)-(6) (the soft value with a uniform anchor).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution
+
+from ebrl.energy import Energy
+from ebrl.policies.anchors import categorical_log_probs
+from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, SampleResult, draw
+from ebrl.samplers.base import check_positive_int
+from ebrl.samplers.importance import effective_sample_size, log_normalizer
+
+__all__ = ["AnchoredEnergy", "AnchoredPolicy", "PolicyEstimate", "anchored_sampler"]
+
+_OWNER = "AnchoredPolicy"
+
+
+class PolicyEstimate(NamedTuple):
+    """Per-state quantities of the anchored policy, each ``[B]``.
+
+    Exact for discrete actions; for continuous actions self-normalised importance estimates from
+    one set of particles (see :meth:`AnchoredPolicy.estimate`).
+
+    Attributes:
+        log_normalizer: ``log Z(s) = log E_anchor[exp(Q(s, a) / T)]``.
+        soft_value: ``T log Z(s)``.
+        kl_to_anchor: ``KL(pi(.|s) || anchor(.|s)) = E_pi[Q] / T - log Z``.
+        expected_utility: ``E_pi[Q(s, a)]``.
+        ess: effective sample size of the importance weights (continuous; ``inf`` for discrete,
+            which is exact).
+    """
+
+    log_normalizer: Tensor
+    soft_value: Tensor
+    kl_to_anchor: Tensor
+    expected_utility: Tensor
+    ess: Tensor
+
+
+def _check_temperature(value: object) -> float | Tensor:
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or not value.is_floating_point():
+            raise ValueError(
+                f"{_OWNER}: temperature must be a float or a one-element floating tensor, got "
+                f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+            )
+        if not bool((torch.isfinite(value) & (value > 0)).all()):
+            raise ValueError(f"{_OWNER}: temperature must be finite and > 0, got {value.item()!r}")
+        return value.reshape(())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{_OWNER}: temperature must be a float or a tensor, got {type(value).__name__}"
+        )
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{_OWNER}: temperature must be finite and > 0, got {value!r}")
+    return value
+
+
+def _importance_stage(sampler: object) -> ImportanceSampler | None:
+    """The sampler's importance stage: itself, or the first stage of a (nested) ``Chain``."""
+    while isinstance(sampler, Chain):
+        sampler = sampler.first
+    return sampler if isinstance(sampler, ImportanceSampler) else None
+
+
+class AnchoredEnergy(Energy):
+    """``E(a) = -(log anchor(a|s) + Q(s, a) / T)`` over actions ``[n, B, d] -> [n, B]``.
+
+    ``+inf`` wherever the anchor has zero density (whatever ``Q`` is there). Built by
+    :meth:`AnchoredPolicy.energy` for a fixed batch of observations; any ebrl sampler accepts it.
+    """
+
+    def __init__(
+        self,
+        anchor: Distribution,
+        utility: Callable[[Tensor, Tensor], Tensor],
+        obs: Tensor,
+        temperature: float | Tensor,
+    ):
+        super().__init__()
+        self.anchor = anchor
+        self.utility = utility
+        self.obs = obs
+        self.temperature = temperature
+        self.batch = obs.shape[0]
+        self.action_dim = anchor.event_shape[0]
+
+    def log_target(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(log anchor(a) + Q(a) / T, log anchor(a), Q(a))``, each ``[n, B]``."""
+        shape = (self.batch, self.action_dim)
+        if not isinstance(actions, Tensor) or actions.dim() != 3 or actions.shape[1:] != shape:
+            raise ValueError(
+                f"{_OWNER}: actions must have shape [n, B, d] = [n, {shape[0]}, {shape[1]}], got "
+                f"{getattr(actions, 'shape', type(actions).__name__)}"
+            )
+        log_anchor = self.anchor.log_prob(actions)
+        q = self.utility(self.obs, actions)
+        if not isinstance(q, Tensor) or q.shape != actions.shape[:2]:
+            raise ValueError(
+                f"{_OWNER}: utility(obs, actions[n, B, d]) must return [n, B] = "
+                f"{tuple(actions.shape[:2])}, got "
+                f"{tuple(q.shape) if isinstance(q, Tensor) else type(q).__name__}"
+            )
+        t = self.temperature
+        t = t.to(q.device) if isinstance(t, Tensor) else t
+        log_target = torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / t)
+        return log_target, log_anchor, q
+
+    def forward(self, actions: Tensor) -> Tensor:
+        return -self.log_target(actions)[0]
+
+
+class AnchoredPolicy(nn.Module):
+    """``pi(a|s) ∝ anchor(a|s) exp(utility(s, a) / temperature)`` (piKL).
+
+    Args:
+        anchor: ``obs[B, ...] -> Distribution`` with batch shape ``[B]``: a ``Categorical``
+            (discrete actions) or a distribution with event shape ``[d]`` (continuous), e.g. from
+            :mod:`ebrl.policies.anchors`.
+        utility: discrete: ``utility(obs) -> [B, n_actions]``; continuous:
+            ``utility(obs, actions[n, B, d]) -> [n, B]`` (broadcast ``obs`` over the ``n``
+            particles yourself, e.g. ``obs.expand(n, *obs.shape)``).
+        temperature: ``T > 0``, finite: a float or a one-element tensor (it may require grad, e.g.
+            ``log_t.exp()``, and may be reassigned: ``policy.temperature = new_t`` is validated
+            too). A tensor temperature modified in place is not re-validated.
+        sampler: for continuous actions; default ``ImportanceSampler(256)`` from the anchor. Its
+            importance stage (itself or the first stage of a ``Chain``) serves :meth:`estimate`,
+            :meth:`soft_value`, :meth:`kl_to_anchor`, :meth:`log_prob` and deterministic
+            :meth:`act`.
+
+    Continuous estimates are importance estimates with ``n`` particles per state: ``log Z`` is
+    unbiased in ``Z``; with the anchor as proposal the KL estimate is ``log n - H(w)`` (``w``
+    the normalised weights), so it saturates at ``log n`` once ``pi`` is much narrower than the
+    anchor; watch ``ess`` (:meth:`estimate`, ``sample(...).stats``).
+
+    Example:
+        >>> from gymnasium.spaces import Discrete
+        >>> from ebrl.policies import UniformAnchor
+        >>> q = lambda obs: torch.tensor([[0.0, 1.0, 2.0]]).expand(obs.shape[0], 3)
+        >>> policy = AnchoredPolicy(UniformAnchor(Discrete(3)), q, temperature=1.0)
+        >>> policy.distribution(torch.zeros(2, 4)).probs[0]
+        tensor([0.0900, 0.2447, 0.6652])
+    """
+
+    def __init__(
+        self,
+        anchor: Callable[[Tensor], Distribution],
+        utility: Callable[..., Tensor],
+        temperature: float | Tensor,
+        sampler: object | None = None,
+    ):
+        super().__init__()
+        if not callable(anchor):
+            raise TypeError(
+                f"{_OWNER}: anchor must be callable obs -> Distribution, got "
+                f"{type(anchor).__name__}"
+            )
+        if not callable(utility):
+            raise TypeError(f"{_OWNER}: utility must be callable, got {type(utility).__name__}")
+        if sampler is None:
+            sampler = ImportanceSampler(256)
+        elif not callable(getattr(sampler, "sample", None)):
+            raise TypeError(
+                f"{_OWNER}: sampler must have ebrl's .sample(energy, proposal, num_samples, init, "
+                f"generator) method, got {type(sampler).__name__}"
+            )
+        self.anchor = anchor
+        self.utility = utility
+        self.sampler = sampler
+        self.temperature = temperature
+
+    # ------------------------------------------------------------------ temperature
+
+    @property
+    def temperature(self) -> float | Tensor:
+        """``T``: a float or a 0-dim tensor (validated finite and > 0 on every assignment)."""
+        return self.__dict__["_temperature"]
+
+    @temperature.setter
+    def temperature(self, value: float | Tensor) -> None:
+        self.__dict__["_temperature"] = _check_temperature(value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "temperature":  # the property, also for nn.Parameter values
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def extra_repr(self) -> str:
+        t = self.temperature
+        t = f"{float(t.detach()):.4g} (tensor)" if isinstance(t, Tensor) else f"{t:.4g}"
+        return f"temperature={t}, sampler={self.sampler!r}"
+
+    def _t(self, like: Tensor) -> float | Tensor:
+        t = self.temperature
+        return t.to(like.device) if isinstance(t, Tensor) else t
+
+    # ------------------------------------------------------------------ shared checks
+
+    def _anchor(self, obs: object) -> tuple[Distribution, bool]:
+        """``(anchor(obs), discrete)``, with obs and the distribution's batch shape checked."""
+        if not isinstance(obs, Tensor):
+            raise TypeError(
+                f"{_OWNER}: obs must be a torch.Tensor [B, *obs_shape], got {type(obs).__name__} "
+                "(convert with torch.as_tensor)"
+            )
+        if obs.dim() < 1:
+            raise ValueError(
+                f"{_OWNER}: obs must have a leading batch dimension [B, *obs_shape], got a scalar"
+            )
+        dist = self.anchor(obs)
+        if not isinstance(dist, Distribution):
+            raise TypeError(
+                f"{_OWNER}: anchor(obs) must return a torch.distributions.Distribution, got "
+                f"{type(dist).__name__}"
+            )
+        if tuple(dist.batch_shape) != tuple(obs.shape[:1]):
+            raise ValueError(
+                f"{_OWNER}: anchor(obs) has batch shape {tuple(dist.batch_shape)} but obs has "
+                f"batch [B] = {tuple(obs.shape[:1])} (obs must be [B, *obs_shape] and the anchor "
+                "one distribution per state)"
+            )
+        if isinstance(dist, Categorical):
+            return dist, True
+        if len(dist.event_shape) != 1:
+            raise ValueError(
+                f"{_OWNER}: a continuous anchor must have event shape [d], got "
+                f"{tuple(dist.event_shape)}"
+            )
+        return dist, False
+
+    def _proposal(self, proposal: object, dist: Distribution) -> Distribution:
+        if proposal is None:
+            return dist
+        if not isinstance(proposal, Distribution):
+            raise TypeError(
+                f"{_OWNER}: proposal must be a torch.distributions.Distribution, got "
+                f"{type(proposal).__name__}"
+            )
+        if (
+            tuple(proposal.batch_shape) != tuple(dist.batch_shape)
+            or proposal.event_shape != dist.event_shape
+        ):
+            raise ValueError(
+                f"{_OWNER}: proposal must have batch shape {tuple(dist.batch_shape)} and event "
+                f"shape {tuple(dist.event_shape)} (the anchor's), got "
+                f"{tuple(proposal.batch_shape)} and {tuple(proposal.event_shape)}"
+            )
+        return proposal
+
+    def _stage(self, method: str) -> ImportanceSampler:
+        stage = _importance_stage(self.sampler)
+        if stage is None:
+            raise ValueError(
+                f"{_OWNER}.{method}: needs an importance stage for continuous actions; use "
+                "sampler=ImportanceSampler(n) or Chain(ImportanceSampler(n), MALA(...)), got "
+                f"{self.sampler!r}"
+            )
+        return stage
+
+    # ------------------------------------------------------------------ discrete (exact)
+
+    def _discrete(
+        self, dist: Categorical, obs: Tensor, proposal: object
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(log_pi, log_z, log_anchor, q)`` for discrete actions, exact."""
+        if proposal is not None:
+            raise ValueError(f"{_OWNER}: proposal is only used for continuous actions")
+        log_anchor = categorical_log_probs(dist)
+        q = self.utility(obs)
+        if not isinstance(q, Tensor) or q.shape != log_anchor.shape:
+            raise ValueError(
+                f"{_OWNER}: utility(obs) must return [B, n_actions] = {tuple(log_anchor.shape)} "
+                f"for discrete actions, got "
+                f"{tuple(q.shape) if isinstance(q, Tensor) else type(q).__name__}"
+            )
+        scaled = torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / self._t(q))
+        log_z = torch.logsumexp(scaled, dim=-1)
+        if not bool(torch.isfinite(log_z).all()):
+            if bool((log_anchor == -math.inf).all(-1).any()):
+                raise ValueError(f"{_OWNER}: the anchor gives every action probability 0")
+            raise ValueError(
+                f"{_OWNER}: utility(obs) is NaN or infinite on an action the anchor allows"
+            )
+        return scaled - log_z.unsqueeze(-1), log_z, log_anchor, q
+
+    def distribution(self, obs: Tensor) -> Categorical:
+        """The exact policy ``Categorical(logits = log anchor + Q / T)`` (discrete actions only);
+        actions the anchor gives probability 0 have logit ``-inf``."""
+        dist, discrete = self._anchor(obs)
+        if not discrete:
+            raise ValueError(
+                f"{_OWNER}.distribution: exact only for discrete actions; for continuous actions "
+                "use sample, log_prob or energy"
+            )
+        log_pi = self._discrete(dist, obs, None)[0]
+        return Categorical(logits=log_pi, validate_args=False)
+
+    # ------------------------------------------------------------------ continuous
+
+    def energy(self, obs: Tensor) -> AnchoredEnergy:
+        """The policy's energy over actions, ``E(a) = -(log anchor(a|s) + Q(s, a) / T)``.
+
+        Maps actions ``[n, B, d] -> [n, B]`` (``+inf`` where the anchor has zero density), for
+        any ebrl sampler: ``sampler.sample(policy.energy(obs), proposal, n)``. Continuous
+        actions only.
+        """
+        dist, discrete = self._anchor(obs)
+        if discrete:
+            raise ValueError(
+                f"{_OWNER}.energy: for continuous actions; discrete policies are exact "
+                "(use distribution)"
+            )
+        return AnchoredEnergy(dist, self.utility, obs, self.temperature)
+
+    def _weigh(
+        self, obs: Tensor, dist: Distribution, proposal: object, generator, method: str
+    ) -> tuple[AnchoredEnergy, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Importance particles from the proposal, with gradients through anchor, Q and T.
+
+        Returns ``(energy, particles [n, B, d], log_weights, log_anchor, q, log_q)`` (``[n, B]``
+        each), ``log_weights = log anchor + Q / T - log q`` (``-inf`` outside the stage's bounds).
+        The particles and ``log q`` are detached: the estimates are differentiable in the
+        anchor's and the utility's parameters and in ``T`` (the gradient of ``log Z`` is the
+        self-normalised ``E_pi[grad (log anchor + Q / T)]``).
+        """
+        stage = self._stage(method)
+        proposal = self._proposal(proposal, dist)
+        energy = AnchoredEnergy(dist, self.utility, obs, self.temperature)
+        particles = draw(proposal, (stage.n_particles,), generator).detach()
+        log_q = proposal.log_prob(particles).detach()
+        log_target, log_anchor, q = energy.log_target(particles)
+        log_w = log_target - log_q
+        if stage.bounds is not None:
+            inside = Box(f"{_OWNER}.{method}", stage.bounds, particles).contains(particles)
+            log_w = log_w.masked_fill(~inside, -math.inf)
+        return energy, particles, log_w, log_anchor, q, log_q
+
+    @staticmethod
+    def _check_log_z(log_z: Tensor, method: str) -> None:
+        if bool(torch.isfinite(log_z).all()):
+            return
+        if bool((log_z == -math.inf).any()):
+            raise ValueError(
+                f"{_OWNER}.{method}: every importance particle has zero weight for some state "
+                "(zero anchor density or outside the bounds); widen the proposal"
+            )
+        raise ValueError(
+            f"{_OWNER}.{method}: the importance weights are NaN or +inf (utility NaN/inf, or a "
+            "NaN anchor/proposal log_prob)"
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    def estimate(
+        self,
+        obs: Tensor,
+        *,
+        proposal: Distribution | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PolicyEstimate:
+        """``log Z``, soft value, ``KL(pi || anchor)``, ``E_pi[Q]`` (and the ESS), each ``[B]``.
+
+        Discrete: exact. Continuous: from ``n`` importance particles per state drawn from
+        ``proposal`` (default: the anchor) with weights ``w = anchor exp(Q / T) / q``:
+        ``log Z = log mean(w)``, ``E_pi[Q] = sum wbar Q``, and
+        ``KL = sum wbar [log(n wbar) + log q - log anchor]`` (``wbar`` the normalised weights),
+        which equals ``E_pi[Q] / T - log Z`` without its cancellation.
+        """
+        dist, discrete = self._anchor(obs)
+        if discrete:
+            log_pi, log_z, log_anchor, q = self._discrete(dist, obs, proposal)
+            pi = log_pi.exp()
+            support = pi > 0
+            kl = torch.where(support, pi * (log_pi - log_anchor), 0.0).sum(-1)
+            expected = torch.where(support, pi * q, 0.0).sum(-1)
+            ess = torch.full_like(log_z, math.inf).detach()
+        else:
+            _, _, log_w, log_anchor, q, log_q = self._weigh(
+                obs, dist, proposal, generator, "estimate"
+            )
+            log_z = log_normalizer(log_w)
+            self._check_log_z(log_z, "estimate")
+            wbar = torch.softmax(log_w, dim=0)
+            support = wbar > 0
+            expected = torch.where(support, wbar * q, 0.0).sum(0)
+            n = log_w.shape[0]
+            log_ratio = log_w - torch.logsumexp(log_w, 0) + math.log(n) + log_q - log_anchor
+            kl = torch.where(support, wbar * log_ratio, 0.0).sum(0)
+            ess = effective_sample_size(log_w.detach())
+        t = self._t(log_z)
+        return PolicyEstimate(log_z, t * log_z, kl, expected, ess)
+
+    def soft_value(
+        self,
+        obs: Tensor,
+        *,
+        proposal: Distribution | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``V(s) = T log E_anchor[exp(Q(s, a) / T)]``, ``[B]`` (exact for discrete actions; an
+        importance estimate, unbiased in ``exp(V / T)``, for continuous)."""
+        return self.estimate(obs, proposal=proposal, generator=generator).soft_value
+
+    def kl_to_anchor(
+        self,
+        obs: Tensor,
+        *,
+        proposal: Distribution | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``KL(pi(.|s) || anchor(.|s))``, ``[B]`` (exact for discrete; see :meth:`estimate`)."""
+        return self.estimate(obs, proposal=proposal, generator=generator).kl_to_anchor
+
+    def log_prob(
+        self,
+        obs: Tensor,
+        actions: Tensor,
+        *,
+        proposal: Distribution | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``log pi(a|s)`` for actions ``[B]`` / ``[n, B]`` (discrete) or ``[B, d]`` /
+        ``[n, B, d]`` (continuous); returns ``[B]`` / ``[n, B]``.
+
+        Discrete: exact. Continuous: ``log anchor(a|s) + Q(s, a) / T - log Z(s)`` with the
+        importance estimate of ``log Z`` (``-inf`` where the anchor has zero density).
+        """
+        dist, discrete = self._anchor(obs)
+        if not isinstance(actions, Tensor):
+            raise TypeError(f"{_OWNER}.log_prob: actions must be a tensor")
+        batch = obs.shape[0]
+        if discrete:
+            log_pi = self._discrete(dist, obs, proposal)[0]
+            n_actions = log_pi.shape[-1]
+            if actions.is_floating_point() or actions.is_complex() or actions.dtype == torch.bool:
+                raise TypeError(f"{_OWNER}.log_prob: discrete actions must be integers")
+            if actions.dim() not in (1, 2) or actions.shape[-1] != batch:
+                raise ValueError(
+                    f"{_OWNER}.log_prob: discrete actions must be [B] or [n, B] with B={batch}, "
+                    f"got {tuple(actions.shape)}"
+                )
+            if bool(((actions < 0) | (actions >= n_actions)).any()):
+                raise ValueError(f"{_OWNER}.log_prob: actions must be in [0, {n_actions})")
+            return log_pi[torch.arange(batch, device=log_pi.device), actions.to(log_pi.device)]
+        d = dist.event_shape[0]
+        if actions.dim() not in (2, 3) or tuple(actions.shape[-2:]) != (batch, d):
+            raise ValueError(
+                f"{_OWNER}.log_prob: continuous actions must be [B, d] or [n, B, d] with "
+                f"B={batch}, d={d}, got {tuple(actions.shape)}"
+            )
+        energy, _, log_w, _, _, _ = self._weigh(obs, dist, proposal, generator, "log_prob")
+        log_z = log_normalizer(log_w)
+        self._check_log_z(log_z, "log_prob")
+        single = actions.dim() == 2
+        log_target = energy.log_target(actions.unsqueeze(0) if single else actions)[0]
+        log_p = log_target - log_z
+        return log_p.squeeze(0) if single else log_p
+
+    def sample(
+        self,
+        obs: Tensor,
+        num_samples: int = 1,
+        *,
+        proposal: Distribution | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SampleResult:
+        """Draws ``num_samples`` actions per state: ``samples [num_samples, B]`` (discrete) or
+        ``[num_samples, B, d]`` (continuous), detached.
+
+        Continuous: runs the policy's sampler on :meth:`energy` with ``proposal`` (default: the
+        anchor; e.g. a learned actor mixed with the anchor), stats from the sampler (``ess``,
+        ``log_normalizer``, ``acceptance_rate``, ...). Discrete: exact draws; stats hold the exact
+        ``log_normalizer``.
+        """
+        check_positive_int(f"{_OWNER}.sample", "num_samples", num_samples)
+        with torch.no_grad():
+            dist, discrete = self._anchor(obs)
+            if discrete:
+                log_pi, log_z, _, _ = self._discrete(dist, obs, proposal)
+                index = torch.multinomial(
+                    log_pi.exp(), num_samples, replacement=True, generator=generator
+                )
+                return SampleResult(index.T.contiguous(), {"log_normalizer": log_z})
+            proposal = self._proposal(proposal, dist)
+            energy = AnchoredEnergy(dist, self.utility, obs, self.temperature)
+        return self.sampler.sample(energy, proposal, num_samples, generator=generator)
+
+    def act(
+        self,
+        obs: Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """One action per state, ``[B]`` (discrete) or ``[B, d]`` (continuous), detached.
+
+        Stochastic: one draw of :meth:`sample`. Deterministic: discrete, the argmax of the exact
+        logits; continuous, among the importance stage's particles (drawn from the anchor), the
+        one of highest policy density ``log anchor(a|s) + Q(s, a) / T``, so the result is a mode
+        estimate whose precision follows the particle count (refine with more particles).
+        """
+        if not deterministic:
+            return self.sample(obs, 1, generator=generator).samples[0]
+        with torch.no_grad():
+            dist, discrete = self._anchor(obs)
+            if discrete:
+                return self._discrete(dist, obs, None)[0].argmax(-1)
+            _, particles, log_w, _, _, log_q = self._weigh(obs, dist, None, generator, "act")
+            score = log_w + log_q  # log anchor + Q / T (-inf outside the bounds)
+            best = score.argmax(0)  # [B]
+            if bool((score.max(0).values == -math.inf).any()):
+                raise ValueError(
+                    f"{_OWNER}.act: every particle has zero policy density for some state"
+                )
+            return particles[best, torch.arange(particles.shape[1], device=particles.device)]
+
+    def forward(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        """``act(obs, deterministic)``."""
+        return self.act(obs, deterministic)
+
+
+def anchored_sampler(
+    action_space: spaces.Box,
+    n_particles: int = 256,
+    mala_steps: int = 0,
+    step_size: float = 0.01,
+    warmup_steps: int = 10,
+) -> ImportanceSampler | Chain:
+    """The usual sampler for an anchored policy on a bounded ``Box``.
+
+    ``ImportanceSampler(n_particles)`` from the anchor, followed (``mala_steps > 0``) by MALA
+    inside the box (chains in logit space, never leaving it) with ``warmup_steps`` of step-size
+    adaptation: importance sampling finds the modes and ``log Z``, MALA diversifies resampled
+    duplicates and climbs narrow peaks at small ``T``.
+    """
+    if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+        raise ValueError(f"anchored_sampler: action_space must be a 1-D Box, got {action_space!r}")
+    importance = ImportanceSampler(n_particles)
+    check_positive_int("anchored_sampler", "mala_steps", mala_steps, minimum=0)
+    if mala_steps == 0:
+        return importance
+    low, high = action_space.low, action_space.high
+    if not (
+        torch.isfinite(torch.as_tensor(low)).all() and torch.isfinite(torch.as_tensor(high)).all()
+    ):
+        return Chain(importance, MALA(step_size, mala_steps, warmup_steps=warmup_steps))
+    bounds = (torch.as_tensor(low), torch.as_tensor(high))
+    return Chain(importance, MALA(step_size, mala_steps, bounds=bounds, warmup_steps=warmup_steps))
