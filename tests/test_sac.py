@@ -63,11 +63,7 @@ def test_critic_loss_touches_only_the_critic(value_target):
 def test_actor_and_temperature_losses_do_not_reach_targets():
     agent = SAC("Pendulum-v1", seed=0, **SMALL)
     batch = random_batch(agent)
-    actor = agent.actor(batch.obs)
-    from ebrl.samplers import draw
-
-    a = draw(actor, (1,), agent.generator, reparameterized=True)[0]
-    log_q = actor.log_prob(a)
+    a, log_q = agent.actor(batch.obs).rsample_and_log_prob(generator=agent.generator)
     loss, _ = agent.temperature_loss(log_q - agent._log_anchor(batch.obs, a))
     loss.backward()
     assert all(p.grad is None for p in agent.actor.parameters())  # reg is detached
@@ -142,8 +138,8 @@ def test_plain_configuration_is_exactly_sac():
     batch = random_batch(agent, seed=1)
     state = agent.generator.get_state()
     g = torch.Generator().set_state(state)
-    eps_pi = torch.randn(1, 32, agent.act_dim, generator=g)[0]
-    eps_next = torch.randn(1, 32, agent.act_dim, generator=g)[0]
+    eps_pi = torch.randn(32, agent.act_dim, generator=g)
+    eps_next = torch.randn(32, agent.act_dim, generator=g)
     actor, critic, target, log_alpha = reference_sac_update(agent, batch, eps_pi, eps_next)
     agent.update(batch)
     torch.testing.assert_close(agent.log_temperature.detach(), log_alpha.detach())
@@ -159,10 +155,15 @@ def test_same_seed_same_run_and_save_load_round_trip(tmp_path):
     def run():
         agent = SAC("Pendulum-v1", seed=7, log_interval=100, **SMALL)
         returns = []
-        agent.learn(400, progress_bar=False,
-                    callback=lambda a, info: returns.extend(
-                        info["infos"]["episode"]["r"][info["infos"]["_episode"]].tolist())
-                    if "episode" in info["infos"] else None)
+        agent.learn(
+            400,
+            progress_bar=False,
+            callback=lambda a, info: (
+                returns.extend(info["infos"]["episode"]["r"][info["infos"]["_episode"]].tolist())
+                if "episode" in info["infos"]
+                else None
+            ),
+        )
         return agent, returns
 
     a, ra = run()
@@ -173,15 +174,22 @@ def test_same_seed_same_run_and_save_load_round_trip(tmp_path):
     path = a.save(tmp_path / "sac.pt")
     loaded = SAC.load(path)
     obs = np.random.default_rng(0).uniform(-1, 1, size=(5, 3)).astype(np.float32)
-    np.testing.assert_array_equal(a.predict(obs, deterministic=True)[0],
-                                  loaded.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        a.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
     assert loaded.num_timesteps == a.num_timesteps
     torch.testing.assert_close(loaded.temperature, a.temperature)
 
 
 def test_learns_a_contextual_bandit_past_learning_starts():
-    agent = SAC(TargetBandit(), seed=0, learning_starts=200, batch_size=64,
-                hidden_sizes=(64, 64), learning_rate=3e-3)
+    agent = SAC(
+        TargetBandit(),
+        seed=0,
+        learning_starts=200,
+        batch_size=64,
+        hidden_sizes=(64, 64),
+        learning_rate=3e-3,
+    )
     agent.learn(1200, progress_bar=False)
     assert agent.num_timesteps == 1200 and len(agent.buffer) == 1200
     rng = np.random.default_rng(1)
@@ -192,9 +200,18 @@ def test_learns_a_contextual_bandit_past_learning_starts():
 
 
 def test_energy_policy_with_mala_and_importance_target_runs_and_logs(tmp_path):
-    agent = SAC("Pendulum-v1", seed=0, n_particles=8, mala_steps=2, value_target="importance",
-                target_particles=4, tensorboard_log=tmp_path, log_interval=50, num_envs=2,
-                **SMALL)
+    agent = SAC(
+        "Pendulum-v1",
+        seed=0,
+        n_particles=8,
+        mala_steps=2,
+        value_target="importance",
+        target_particles=4,
+        tensorboard_log=tmp_path,
+        log_interval=50,
+        num_envs=2,
+        **SMALL,
+    )
     agent.learn(120, progress_bar=False)
     assert agent.num_timesteps == 120
     assert any(tmp_path.iterdir())  # TensorBoard events written
@@ -206,7 +223,7 @@ def test_energy_policy_with_mala_and_importance_target_runs_and_logs(tmp_path):
 def test_bad_input():
     with pytest.raises(ValueError, match="unknown or unavailable env id 'NoSuchEnv-v9'"):
         SAC("NoSuchEnv-v9")
-    with pytest.raises(ValueError, match="SAC: supports 1-D bounded Box action spaces.*Discrete"):
+    with pytest.raises(ValueError, match=r"SAC: supports 1-D bounded Box action spaces.*Discrete"):
         SAC("CartPole-v1")
 
     class DictActions(TargetBandit):
@@ -233,7 +250,7 @@ def test_bad_input():
         SAC("Pendulum-v1", learning_rat=1e-3)
     with pytest.raises(ValueError, match="SACConfig: n_particles"):
         SAC("Pendulum-v1", n_particles=0)
-    with pytest.raises(ValueError, match="SAC.predict: observation must have shape"):
+    with pytest.raises(ValueError, match=r"SAC\.predict: observation must have shape"):
         agent.predict(np.zeros(5, dtype=np.float32))
 
 
@@ -252,13 +269,13 @@ def test_multigoal_dynamics_reward_and_termination():
     env = gym.make("ebrl/MultiGoal-v0")
     obs, _ = env.reset(seed=0)
     np.testing.assert_array_equal(obs, [0.0, 0.0])
-    obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0], np.float32))
+    obs, reward, terminated, _, info = env.step(np.array([1.0, 0.0], np.float32))
     np.testing.assert_allclose(obs, [1.0, 0.0])
     assert reward == pytest.approx(-(30 * 1.0 + 16.0))  # action cost + squared distance to (5,0)
     for _ in range(3):
-        obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0], np.float32))
+        obs, reward, terminated, _, info = env.step(np.array([1.0, 0.0], np.float32))
     assert not terminated
-    obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0], np.float32))
+    obs, reward, terminated, _truncated, info = env.step(np.array([0.5, 0.0], np.float32))
     assert terminated and info["goal"] == 0
     assert reward == pytest.approx(-(30 * 0.25 + 0.25) + 10)
     assert env.spec.max_episode_steps == 30

@@ -349,7 +349,7 @@ class SAC:
         if self.sampler is None:  # plain SAC: the actor's sample (or its mode)
             actor = self.actor(obs)
             if deterministic:
-                return self.actor.mode(obs), {}
+                return actor.median, {}
             return draw(actor, (1,), self.generator)[0], {}
         if deterministic:
             return self.policy.act(
@@ -393,9 +393,10 @@ class SAC:
         with torch.no_grad():
             if self.config.value_target == "samples":
                 # V(s') = E_{a'~q}[min Q'(s', a') - T (log q(a'|s') - log anchor(a'|s'))], eq. (3)
-                actor = self.actor(batch.next_obs)
-                next_a = draw(actor, (1,), self.generator)[0]
-                reg = actor.log_prob(next_a) - self._log_anchor(batch.next_obs, next_a)
+                next_a, log_q = self.actor(batch.next_obs).rsample_and_log_prob(
+                    generator=self.generator
+                )
+                reg = log_q - self._log_anchor(batch.next_obs, next_a)
                 q_next = self.critic_target(batch.next_obs, next_a).min(0).values
                 value = q_next - temperature * reg
             else:
@@ -438,9 +439,7 @@ class SAC:
         """One gradient step on temperature, critics and actor, then the Polyak update (SB3's
         order)."""
         metrics: dict[str, Tensor] = {}
-        actor = self.actor(batch.obs)
-        actions = draw(actor, (1,), self.generator, reparameterized=True)[0]
-        log_q = actor.log_prob(actions)
+        actions, log_q = self.actor(batch.obs).rsample_and_log_prob(generator=self.generator)
 
         if self.auto_temperature:
             reg = log_q - self._log_anchor(batch.obs, actions)
@@ -587,6 +586,7 @@ class SAC:
             "critic_target": self.critic_target.state_dict(),
             "anchor": None if self.entropy_mode else self.user_anchor.state_dict(),
             "log_temperature": self.log_temperature.detach().cpu(),
+            "generator": self.generator.get_state(),
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "temperature_optimizer": self.temperature_optimizer.state_dict(),
@@ -669,6 +669,8 @@ class SAC:
         agent.actor_optimizer.load_state_dict(state["actor_optimizer"])
         agent.critic_optimizer.load_state_dict(state["critic_optimizer"])
         agent.temperature_optimizer.load_state_dict(state["temperature_optimizer"])
+        if agent.generator.device.type == "cpu":  # the same random stream as the saved agent
+            agent.generator.set_state(state["generator"])
         agent.num_timesteps = state["num_timesteps"]
         return agent
 

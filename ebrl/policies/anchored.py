@@ -523,21 +523,24 @@ class AnchoredPolicy(nn.Module):
         obs: Tensor,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        *,
+        proposal: Distribution | None = None,
     ) -> Tensor:
         """One action per state, ``[B]`` (discrete) or ``[B, d]`` (continuous), detached.
 
         Stochastic: one draw of :meth:`sample`. Deterministic: discrete, the argmax of the exact
-        logits; continuous, among the importance stage's particles (drawn from the anchor), the
-        one of highest policy density ``log anchor(a|s) + Q(s, a) / T``, so the result is a mode
-        estimate whose precision follows the particle count (refine with more particles).
+        logits; continuous, among the importance stage's particles (drawn from ``proposal``,
+        default the anchor), the one of highest policy density ``log anchor(a|s) + Q(s, a) / T``,
+        so the result is a mode estimate whose precision follows the particle count (refine with
+        more particles, or a proposal concentrated near the mode).
         """
         if not deterministic:
-            return self.sample(obs, 1, generator=generator).samples[0]
+            return self.sample(obs, 1, proposal=proposal, generator=generator).samples[0]
         with torch.no_grad():
             dist, discrete = self._anchor(obs)
             if discrete:
-                return self._discrete(dist, obs, None)[0].argmax(-1)
-            _, particles, log_w, _, _, log_q = self._weigh(obs, dist, None, generator, "act")
+                return self._discrete(dist, obs, proposal)[0].argmax(-1)
+            _, particles, log_w, _, _, log_q = self._weigh(obs, dist, proposal, generator, "act")
             score = log_w + log_q  # log anchor + Q / T (-inf outside the bounds)
             best = score.argmax(0)  # [B]
             if bool((score.max(0).values == -math.inf).any()):

@@ -49,6 +49,7 @@ from torch.distributions import (
 )
 
 from ebrl.energy import _ACTIVATIONS
+from ebrl.samplers import draw
 
 __all__ = [
     "BCReport",
@@ -125,14 +126,17 @@ class SquashedDistribution(TransformedDistribution):
         """``loc + scale * tanh(u)``: maps an unconstrained point into the box."""
         return self.loc + self.scale * torch.tanh(u)
 
-    def rsample_and_log_prob(self, sample_shape: torch.Size | tuple = ()) -> tuple[Tensor, Tensor]:
+    def rsample_and_log_prob(
+        self, sample_shape: torch.Size | tuple = (), generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """A reparameterised draw ``a = squash(u)``, ``u ~ base``, and its exact ``log p(a)``.
 
         ``log p(a) = log base(u) - sum_i [log scale_i + 2 (log 2 - u_i - softplus(-2 u_i))]``,
         computed from ``u`` itself, so it is exact (and finite) even when ``tanh(u)`` rounds to
-        ``+-1``. Gradients flow to the base's parameters through both outputs.
+        ``+-1``. Gradients flow to the base's parameters through both outputs. ``generator``
+        drives the draw (``ebrl.samplers.draw``).
         """
-        u = self.base_dist.rsample(torch.Size(sample_shape))
+        u = draw(self.base_dist, tuple(sample_shape), generator, reparameterized=True)
         log_det = torch.log(self.scale) + 2.0 * (
             math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u)
         )
