@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m ebrl sample-demo $(ARGS)
+	$(PY) -m ebrl train $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)

@@ -118,12 +118,21 @@ def _add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         help_text = f"{docs.get(f.name, '')} (default: {default})"
         if isinstance(default, tuple):
             group.add_argument(
-                flag, dest=f.name, type=type(default[0]), nargs="+", default=None, help=help_text
+                flag,
+                dest=f.name,
+                type=type(default[0]),
+                nargs="+",
+                default=argparse.SUPPRESS,
+                help=help_text,
             )
         elif default is None:
-            group.add_argument(flag, dest=f.name, type=float, default=None, help=help_text)
+            group.add_argument(
+                flag, dest=f.name, type=float, default=argparse.SUPPRESS, help=help_text
+            )
         else:
-            group.add_argument(flag, dest=f.name, type=type(default), default=None, help=help_text)
+            group.add_argument(
+                flag, dest=f.name, type=type(default), default=argparse.SUPPRESS, help=help_text
+            )
 
 
 def _config_overrides(args: argparse.Namespace, cls: type) -> dict:
@@ -172,6 +181,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--eval-episodes", type=int, default=10, help="final evaluation episodes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (small networks run fastest, and steadiest on a busy "
+        "machine, on one)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_arguments(p, SACConfig)
     p.set_defaults(run=_run_train)
@@ -185,6 +201,11 @@ def _run_train(args: argparse.Namespace) -> dict:
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
     temperature = args.temperature if args.temperature == "auto" else float(args.temperature)
     overrides = _config_overrides(args, SACConfig)
     config = SACConfig.plain(**overrides) if args.plain_sac else SACConfig(**overrides)

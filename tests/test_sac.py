@@ -134,7 +134,7 @@ def reference_sac_update(agent, batch, eps_pi, eps_next):
 
 def test_plain_configuration_is_exactly_sac():
     agent = SAC("Pendulum-v1", seed=3, config=SACConfig.plain(**SMALL))
-    assert agent.sampler is None
+    assert agent.plain
     batch = random_batch(agent, seed=1)
     state = agent.generator.get_state()
     g = torch.Generator().set_state(state)
@@ -214,6 +214,10 @@ def test_energy_policy_with_mala_and_importance_target_runs_and_logs(tmp_path):
     )
     agent.learn(120, progress_bar=False)
     assert agent.num_timesteps == 120
+    # acting runs the configured sampler: 8 particles, then 2 MALA steps
+    _, stats = agent._act(torch.zeros(3, 3), deterministic=False)
+    assert stats["ess"].shape == (3,) and (stats["ess"] <= 8 + 1e-4).all()
+    assert "acceptance_rate" in stats
     assert any(tmp_path.iterdir())  # TensorBoard events written
 
 
