@@ -4,6 +4,7 @@ Policies are energies, ``pi(a|s) ∝ anchor(a|s) exp(Q(s, a) / T)``; the same en
 train generative EBMs.
 """
 
+from ebrl.agents import SAC, SACConfig
 from ebrl.energy import (
     Energy,
     GaussianEnergy,
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MALA",
+    "SAC",
     "AnchoredPolicy",
     "Chain",
     "Energy",
@@ -25,6 +27,7 @@ __all__ = [
     "ImportanceSampler",
     "Langevin",
     "MLPEnergy",
+    "SACConfig",
     "SampleResult",
     "__version__",
 ]

@@ -163,6 +163,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-envs", type=int, default=1, help="parallel envs (one sampler call)")
     p.add_argument("--temperature", default="auto", help="'auto' or a fixed float > 0")
     p.add_argument(
+        "--anchor",
+        type=Path,
+        default=None,
+        metavar="DEMOS.npz",
+        help="behaviour-clone a GaussianAnchor on these demonstrations (ebrl.data.demos, e.g. "
+        "`python -m ebrl.data.demos pendulum --out demos.npz`) and regularise the policy toward "
+        "it by KL (default: uniform anchor, i.e. max-entropy RL)",
+    )
+    p.add_argument(
         "--plain-sac",
         action="store_true",
         help="the plain-SAC configuration (1 particle, no MALA, no anchor mixing)",
@@ -196,6 +205,37 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 DEFAULT_TRAIN_STEPS = 10_000
 
 
+def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
+    """A GaussianAnchor fitted to the demonstrations in ``path`` (which must be for ``env_id``)."""
+    import numpy as np
+
+    from ebrl.agents import make_env
+    from ebrl.data.demos import Demonstrations
+    from ebrl.policies import GaussianAnchor, fit_behaviour_cloning
+
+    if not path.is_file():
+        raise ValueError(f"--anchor: no demonstrations file at {path}")
+    demos = Demonstrations.load(path)
+    if demos.metadata.get("env_id") != env_id:
+        raise ValueError(
+            f"--anchor: {path} holds demonstrations for {demos.metadata.get('env_id')!r}, "
+            f"not for --env {env_id!r}"
+        )
+    env = make_env(env_id)
+    obs_dim = int(np.prod(env.observation_space.shape))
+    anchor = GaussianAnchor(obs_dim, env.action_space)
+    env.close()
+    report = fit_behaviour_cloning(
+        anchor, demos.observations.reshape(len(demos), -1), demos.actions, seed=seed
+    )
+    bc = {
+        "heldout_nll": round(report.heldout_nll, 4),
+        "epochs": report.epochs_run,
+        "demo_mean_return": round(float(np.mean(demos.returns)), 2),
+    }
+    return anchor, bc
+
+
 def _run_train(args: argparse.Namespace) -> dict:
     from ebrl.agents.sac import SAC, SACConfig
 
@@ -211,8 +251,12 @@ def _run_train(args: argparse.Namespace) -> dict:
     config = SACConfig.plain(**overrides) if args.plain_sac else SACConfig(**overrides)
     run_dir = args.logdir / f"{args.env.replace('/', '_')}_{args.algo}_{args.seed}"
     start = time.perf_counter()
+    anchor, bc = (
+        _behaviour_cloned_anchor(args.anchor, args.env, args.seed) if args.anchor else (None, None)
+    )
     agent = SAC(
         args.env,
+        anchor=anchor,
         temperature=temperature,
         seed=args.seed,
         device=args.device,
@@ -233,6 +277,7 @@ def _run_train(args: argparse.Namespace) -> dict:
         "std_return": round(evaluation["std_return"], 2),
         "eval_episodes": args.eval_episodes,
         "env_steps_per_s": round(agent.num_timesteps / train_s, 1),
+        "anchor": None if bc is None else {"demos": str(args.anchor), **bc},
         "checkpoint": str(out),
         "logdir": str(run_dir),
         "wall_s": round(time.perf_counter() - start, 1),

@@ -591,6 +591,9 @@ class SAC:
             "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
             "anchor": None if self.entropy_mode else self.user_anchor.state_dict(),
+            "anchor_spec": getattr(self.user_anchor, "spec", None)
+            if isinstance(self.user_anchor, GaussianAnchor)
+            else None,
             "log_temperature": self.log_temperature.detach().cpu(),
             "generator": self.generator.get_state(),
             "actor_optimizer": self.actor_optimizer.state_dict(),
@@ -624,8 +627,9 @@ class SAC:
         """Rebuilds an agent from :meth:`save` (``weights_only=True``: tensors and plain data).
 
         ``env`` defaults to the checkpoint's env id; its spaces must match the checkpoint's.
-        An agent trained with an anchor needs ``anchor=`` (a module of the same architecture;
-        its weights are restored from the checkpoint).
+        An agent trained with an anchor is rebuilt with it: a :class:`GaussianAnchor` from the
+        checkpoint alone, any other anchor module from ``anchor=`` (the same architecture; its
+        weights are restored from the checkpoint).
         """
         path = Path(path)
         if not path.is_file():
@@ -633,6 +637,8 @@ class SAC:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != "ebrl.SAC/1":
             raise ValueError(f"SAC.load: {path} is not an ebrl SAC checkpoint")
+        if state["has_anchor"] and anchor is None and state.get("anchor_spec") is not None:
+            anchor = GaussianAnchor.from_spec(state["anchor_spec"])
         if state["has_anchor"] and anchor is None:
             raise ValueError(
                 "SAC.load: this agent was trained with an anchor; pass anchor= "

@@ -469,9 +469,31 @@ class GaussianAnchor(_SquashedHead):
         owner = "GaussianAnchor"
         self.obs_dim = _check_int(owner, "obs_dim", obs_dim)
         self._init_box(owner, action_space, log_std_bounds)
+        # the constructor's arguments, so a checkpoint can rebuild the module (plain data only)
+        self.spec = {
+            "obs_dim": self.obs_dim,
+            "low": np.asarray(action_space.low, dtype=np.float64).tolist(),
+            "high": np.asarray(action_space.high, dtype=np.float64).tolist(),
+            "hidden_sizes": list(hidden_sizes),
+            "activation": activation,
+            "log_std_bounds": list(self.log_std_bounds),
+        }
         d = self.action_dim
         self.net = _mlp(self.obs_dim, _check_hidden(owner, hidden_sizes), 2 * d, activation)
         self._init_log_std_rows(torch.arange(d, 2 * d))
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> GaussianAnchor:
+        """Rebuilds an (untrained) anchor from ``anchor.spec``; load its state dict after."""
+        low = np.asarray(spec["low"], dtype=np.float32)
+        box = spaces.Box(low, np.asarray(spec["high"], dtype=np.float32), dtype=np.float32)
+        return cls(
+            spec["obs_dim"],
+            box,
+            tuple(spec["hidden_sizes"]),
+            spec["activation"],
+            tuple(spec["log_std_bounds"]),
+        )
 
     def forward(self, obs: Tensor) -> Distribution:
         obs = _check_obs("GaussianAnchor", obs, self.obs_dim, self.net[0].weight)

@@ -50,12 +50,12 @@ def rollouts(agent: SAC, episodes: int, seed: int) -> tuple[list[int], list[np.n
     return goals, paths
 
 
-def train(kind: str, seed: int, steps: int) -> SAC:
-    path = HERE / "runs" / f"{kind}_{seed}_{steps}.pt"
+def train(kind: str, seed: int, steps: int, temperature: str | float = "auto") -> SAC:
+    path = HERE / "runs" / f"{kind}_{seed}_{steps}_T{temperature}.pt"
     config = SACConfig.plain(**COMMON) if kind == "plain" else SACConfig(**COMMON, **ENERGY)
     if path.exists():
         return SAC.load(path)
-    agent = SAC(ENV, seed=seed, config=config, device="cpu")
+    agent = SAC(ENV, temperature=temperature, seed=seed, config=config, device="cpu")
     start = time.perf_counter()
     agent.learn(steps, progress_bar=False)
     print(
@@ -72,13 +72,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--temperature", default="auto", help="'auto' or a fixed T for both")
+    parser.add_argument("--kinds", nargs="+", default=["energy", "plain"])
     args = parser.parse_args()
+    if args.temperature != "auto":
+        args.temperature = float(args.temperature)
     torch.set_num_threads(args.threads)
-    counts: dict[str, list[list[int]]] = {"energy": [], "plain": []}
+    counts: dict[str, list[list[int]]] = {kind: [] for kind in args.kinds}
     example_paths: dict[str, list[np.ndarray]] = {}
     for seed in args.seeds:
         for kind in counts:
-            agent = train(kind, seed, args.steps)
+            agent = train(kind, seed, args.steps, args.temperature)
             goals, paths = rollouts(agent, args.episodes, seed=50_000)
             counts[kind].append([goals.count(g) for g in range(4)] + [goals.count(-1)])
             if seed == args.seeds[0]:
@@ -112,7 +116,7 @@ def main() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
     grid = np.stack(np.meshgrid(np.linspace(-7, 7, 200), np.linspace(-7, 7, 200)), -1)
     cost = np.min(((grid[..., None, :] - GOALS) ** 2).sum(-1), -1)
-    for ax, kind in zip(axes, ["energy", "plain"], strict=True):
+    for ax, kind in zip(axes, args.kinds, strict=False):
         ax.contourf(grid[..., 0], grid[..., 1], -cost, levels=20, cmap="Greys_r", alpha=0.5)
         for p in example_paths[kind]:
             ax.plot(p[:, 0], p[:, 1], lw=0.8, alpha=0.7)
