@@ -293,9 +293,9 @@ class SAC:
             if not callable(anchor):
                 raise TypeError(f"SAC: anchor must be a module obs -> Distribution, got {anchor!r}")
             self.anchor = _BoxAnchor(anchor, low, high).to(self.device)
-        # Entropy mode uses the Lebesgue base measure on the box, not the uniform density:
-        # log anchor(a) + d log 2 = 0, so T log Z and the losses are SAC's own.
-        self.log_anchor_offset = act_dim * math.log(2.0) if self.entropy_mode else 0.0
+        # Entropy mode measures the policy against the Lebesgue base measure on the box, not the
+        # uniform density (log anchor = 0 instead of -d log 2: see _log_anchor), so soft values
+        # and losses are SAC's own. Acting is unaffected: a constant drops out of the energy.
 
         self.auto_temperature = temperature == "auto"
         t0 = cfg.initial_temperature if self.auto_temperature else float(temperature)
@@ -337,8 +337,11 @@ class SAC:
         return self.critic(obs, actions).min(0).values
 
     def _log_anchor(self, obs: Tensor, actions: Tensor) -> Tensor:
-        """``log anchor(a|s)`` (+ ``d log 2`` in entropy mode, where it is then 0)."""
-        return self.anchor(obs).log_prob(actions) + self.log_anchor_offset
+        """``log anchor(a|s)``; in entropy mode the base measure's 0 (``log U + d log 2``) for
+        the actions in the box it is only ever called on."""
+        if self.entropy_mode:
+            return actions.new_zeros(actions.shape[:-1])
+        return self.anchor(obs).log_prob(actions)
 
     def _proposal(self, obs: Tensor) -> Distribution:
         actor = self.actor(obs)
@@ -463,9 +466,13 @@ class SAC:
         self.critic_optimizer.step()
         metrics.update(m)
 
+        # The actor's gradient flows through the critics to the actions; the critics' own
+        # weight gradients are not needed here, so they are not computed.
+        self.critic.requires_grad_(False)
         loss, m = self.actor_loss(batch, actions, log_q)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.critic.requires_grad_(True)
         self.actor_optimizer.step()
         metrics.update(m)
 
