@@ -84,7 +84,7 @@ class SACConfig:
     """Number of critics; the utility is their minimum (clipped double Q)."""
     initial_temperature: float = 1.0
     """Starting temperature T (the entropy / KL coefficient alpha)."""
-    temperature_bounds: tuple[float, float] = (1e-4, 10.0)
+    temperature_bounds: tuple[float, float] = (1e-4, 1e3)
     """The automatic temperature is clamped to this range so it cannot run away."""
     target_entropy: float | None = None
     """Entropy target without an anchor (default -dim(A))."""
@@ -369,10 +369,6 @@ class SAC:
     def _to_env(self, actions: Tensor) -> np.ndarray:
         scaled = self.action_low + (actions + 1) * (self.action_high - self.action_low) / 2
         return scaled.cpu().numpy().astype(self.action_space.dtype)
-
-    def _from_env(self, actions: np.ndarray | Tensor) -> Tensor:
-        a = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
-        return (2 * (a - self.action_low) / (self.action_high - self.action_low) - 1).clamp(-1, 1)
 
     def _obs(self, obs: np.ndarray) -> Tensor:
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(

@@ -61,7 +61,8 @@ def pendulum_agent(steps: int, seed: int) -> SAC:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pendulum-steps", type=int, default=4000)
-    parser.add_argument("--multigoal-steps", type=int, default=20_000)
+    parser.add_argument("--multigoal-steps", type=int, default=10_000)
+    parser.add_argument("--multigoal-initial-temperature", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pendulum-episodes", type=int, default=20)
     parser.add_argument("--multigoal-episodes", type=int, default=100)
@@ -71,7 +72,9 @@ def main() -> None:
 
     rows = []
     pend = pendulum_agent(args.pendulum_steps, args.seed)
-    goal_agent = multigoal.train("energy", args.seed, args.multigoal_steps)
+    goal_agent = multigoal.train(
+        "energy", args.seed, args.multigoal_steps, "auto", args.multigoal_initial_temperature
+    )
     for mala_steps in MALA_STEPS:
         for particles in PARTICLES:
             set_budget(pend, particles, mala_steps)
