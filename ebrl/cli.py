@@ -153,7 +153,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Trains energy-based soft actor-critic: the policy is "
         "pi(a|s) ∝ anchor(a|s) exp(Q(s,a)/T), acted by importance sampling from a learned actor "
         "mixed with the anchor (and optional MALA). Prints one JSON line with the final "
-        "evaluation and writes a checkpoint.",
+        "evaluation and writes a checkpoint. Per-env presets from RL-Zoo apply unless given as "
+        "flags (Pendulum-v1: --learning-rate 1e-3).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--env", default="Pendulum-v1", help="gymnasium env id")
@@ -203,6 +204,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 DEFAULT_TRAIN_STEPS = 10_000
+# Per-env hyperparameters from RL-Zoo (hyperparams/sac.yml), applied unless given as flags.
+ENV_PRESETS = {"Pendulum-v1": {"learning_rate": 1e-3}}
 
 
 def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
@@ -247,7 +250,7 @@ def _run_train(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     temperature = args.temperature if args.temperature == "auto" else float(args.temperature)
-    overrides = _config_overrides(args, SACConfig)
+    overrides = {**ENV_PRESETS.get(args.env, {}), **_config_overrides(args, SACConfig)}
     config = SACConfig.plain(**overrides) if args.plain_sac else SACConfig(**overrides)
     run_dir = args.logdir / f"{args.env.replace('/', '_')}_{args.algo}_{args.seed}"
     start = time.perf_counter()

@@ -62,8 +62,9 @@ __all__ = ["SAC", "SACConfig"]
 class SACConfig:
     """Hyperparameters of :class:`SAC` (field docs become ``ebrl train --help``)."""
 
-    learning_rate: float = 1e-3
-    """Adam learning rate of actor, critics and temperature (RL-Zoo's Pendulum value)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of actor, critics and temperature (SB3's default; `ebrl train` uses
+    RL-Zoo's 1e-3 on Pendulum-v1)."""
     buffer_size: int = 1_000_000
     """Replay buffer capacity (transitions)."""
     learning_starts: int = 100

@@ -1,0 +1,62 @@
+"""The `ebrl` console script: train -> checkpoint -> evaluate, JSON output, clear errors."""
+
+import json
+
+import pytest
+
+from ebrl.agents import SACConfig
+from ebrl.cli import field_docs, main
+
+TINY = ["--hidden-sizes", "32", "32", "--batch-size", "32", "--learning-starts", "100"]
+
+
+def run(capsys, *argv):
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    out = run(
+        capsys,
+        "train",
+        "--steps",
+        "300",
+        "--eval-episodes",
+        "2",
+        "--no-progress",
+        "--logdir",
+        str(tmp_path),
+        *TINY,
+    )
+    for key in ["env", "algo", "steps", "seed", "mean_return", "std_return", "wall_s"]:
+        assert key in out
+    assert out["env"] == "Pendulum-v1" and out["steps"] == 300 and out["algo"] == "sac"
+    assert -2000 < out["mean_return"] <= 0  # Pendulum's returns are negative
+    ckpt = tmp_path / "Pendulum-v1_sac_0" / "model.pt"
+    assert ckpt.is_file()
+    assert any(p.name.startswith("events.out.tfevents") for p in ckpt.parent.iterdir())
+    again = run(capsys, "evaluate", str(ckpt), "--episodes", "1")
+    assert again["env"] == "Pendulum-v1" and again["episodes"] == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--steps", "0"], "--steps must be >= 1"),
+        (["train", "--env", "NoSuchEnv-v0", "--steps", "5"], "unknown or unavailable env id"),
+        (["train", "--steps", "5", "--n-particles", "0"], "SACConfig: n_particles"),
+        (["train", "--steps", "5", "--anchor", "missing.npz"], "no demonstrations file"),
+        (["evaluate", "missing.pt"], "no checkpoint"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_every_config_field_has_help():
+    docs = field_docs(SACConfig)
+    missing = [f for f in SACConfig.__dataclass_fields__ if f not in docs]
+    assert not missing
