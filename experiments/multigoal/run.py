@@ -2,8 +2,9 @@
 commits to fewer.
 
 Trains two agents with the same budget and seed on ``ebrl/MultiGoal-v0``: the energy policy
-(importance sampling from the actor mixed with the uniform anchor, then MALA) and the same agent
-in its plain-SAC configuration. Each is evaluated on 100 stochastic episodes (max-entropy
+(importance sampling from the actor mixed with the uniform anchor, then MALA; its critic backs up
+the soft value of that energy policy, ``T log E_q[exp(Q/T) / q]``, as soft Q-learning does) and
+the same agent in its plain-SAC configuration (actions and value from the actor alone). Each is evaluated on 100 stochastic episodes (max-entropy
 policies are evaluated by sampling them); the table counts the goal each episode reached.
 Writes ``results.md``, ``trajectories.png`` and the checkpoints used by
 ``experiments/anytime`` (``runs/``, not committed).
@@ -36,6 +37,9 @@ ENV = "ebrl/MultiGoal-v0"
 # One config for both agents; the energy policy differs only in how it acts.
 COMMON = {"learning_starts": 1000, "learning_rate": 3e-4, "hidden_sizes": (128, 128)}
 ENERGY = {"n_particles": 64, "anchor_mix": 0.5, "mala_steps": 5, "mala_step_size": 0.01}
+# ``--energy-value importance``: the energy agent also backs up the soft value of its energy
+# policy, T log E_q[exp(Q/T) / q], as soft Q-learning does (plain SAC backs up its actor's).
+IMPORTANCE_VALUE = {"value_target": "importance", "target_particles": 32}
 
 
 def rollouts(agent: SAC, episodes: int, seed: int) -> tuple[list[int], list[np.ndarray]]:
@@ -61,10 +65,19 @@ def train(
     steps: int,
     temperature: str | float = "auto",
     initial_temperature: float = 1.0,
+    target_entropy: float | None = None,
+    energy_value: str = "samples",
 ) -> SAC:
-    path = HERE / "runs" / f"{kind}_{seed}_{steps}_T{temperature}_T0{initial_temperature}.pt"
-    common = {**COMMON, "initial_temperature": initial_temperature}
-    config = SACConfig.plain(**common) if kind == "plain" else SACConfig(**common, **ENERGY)
+    name = f"{kind}_{seed}_{steps}_T{temperature}_T0{initial_temperature}_H{target_entropy}"
+    name += f"_V{energy_value}.pt" if kind == "energy" else ".pt"
+    path = HERE / "runs" / name
+    common = {
+        **COMMON,
+        "initial_temperature": initial_temperature,
+        "target_entropy": target_entropy,
+    }
+    energy = {**ENERGY, **(IMPORTANCE_VALUE if energy_value == "importance" else {})}
+    config = SACConfig.plain(**common) if kind == "plain" else SACConfig(**common, **energy)
     if path.exists():
         return SAC.load(path)
     agent = SAC(ENV, temperature=temperature, seed=seed, config=config, device="cpu")
@@ -92,6 +105,10 @@ def main() -> None:
         default=20.0,
         help="starting T of the automatic temperature",
     )
+    parser.add_argument("--energy-value", choices=["samples", "importance"], default="importance",
+                        help="the energy agent's soft value target")
+    parser.add_argument("--target-entropy", type=float, default=None,
+                        help="entropy target of the automatic temperature (default -dim(A))")
     args = parser.parse_args()
     if args.temperature != "auto":
         args.temperature = float(args.temperature)
@@ -100,7 +117,8 @@ def main() -> None:
     example_paths: dict[str, list[np.ndarray]] = {}
     for seed in args.seeds:
         for kind in counts:
-            agent = train(kind, seed, args.steps, args.temperature, args.initial_temperature)
+            agent = train(kind, seed, args.steps, args.temperature, args.initial_temperature,
+                          args.target_entropy, args.energy_value)
             goals, paths = rollouts(agent, args.episodes, seed=50_000)
             counts[kind].append([goals.count(g) for g in range(4)] + [goals.count(-1)])
             if seed == args.seeds[0]:
