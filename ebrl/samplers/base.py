@@ -157,14 +157,13 @@ class Box:
         return ((x >= self.low) & (x <= self.high)).all(-1)
 
     def energy_in_u(self, energy: EnergyFn) -> EnergyFn:
-        log_width = self.width.log()
+        """``E_u(u) = E(x(u)) - log |dx/du|`` up to the constant ``sum log(high - low)``."""
 
         def energy_u(u: Tensor) -> Tensor:
             # log dx/du = log(width) + log sigmoid(u) + log sigmoid(-u)
-            log_jac = (
-                log_width + torch.nn.functional.logsigmoid(u) + torch.nn.functional.logsigmoid(-u)
-            )
-            return energy(self.to_x(u)) - log_jac.sum(-1)
+            #           = log(width) - softplus(-u) - softplus(u)
+            softplus = torch.nn.functional.softplus
+            return energy(self.to_x(u)) + (softplus(u) + softplus(-u)).sum(-1)
 
         return energy_u
 

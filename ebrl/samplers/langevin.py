@@ -52,7 +52,7 @@ class MCMCState(NamedTuple):
 
 class MCMCInfo(NamedTuple):
     acceptance_prob: Tensor  # [n, *batch], the Metropolis-Hastings probability (1 for ULA)
-    invalid: Tensor  # [n, *batch] bool: the proposal's energy or gradient was NaN, or E = -inf
+    invalid: Tensor  # [n, *batch] bool: NaN or -inf energy (MALA: or NaN gradient) at the proposal
 
 
 def init_state(energy: EnergyFn, position: Tensor, owner: str = "init_state") -> MCMCState:
@@ -72,12 +72,9 @@ def init_state(energy: EnergyFn, position: Tensor, owner: str = "init_state") ->
     return MCMCState(position, e, grad)
 
 
-def _invalid(energy: Tensor, grad: Tensor) -> Tensor:
-    return (
-        torch.isnan(energy)
-        | (energy == -math.inf)
-        | (torch.isnan(grad).any(-1) & torch.isfinite(energy))
-    )
+def _invalid(energy: Tensor) -> Tensor:
+    """NaN or -inf energy (``+inf`` is a valid zero density); one comparison catches both."""
+    return ~(energy > -math.inf)
 
 
 def langevin_step(
@@ -90,10 +87,11 @@ def langevin_step(
     broadcastable to the energy's shape ``[n, *batch]`` (e.g. one step size per state).
     """
     eps = torch.as_tensor(step_size, dtype=state.position.dtype, device=state.position.device)
-    eps_x = eps.unsqueeze(-1)
-    position = state.position - eps_x * state.grad + torch.sqrt(2 * eps_x) * noise
+    eps = eps.unsqueeze(-1)
+    position = state.position - eps * state.grad + torch.sqrt(2 * eps) * noise
     e, grad = energy_and_grad(energy, position)
-    info = MCMCInfo(torch.ones_like(e), _invalid(e, grad))
+    # A NaN gradient makes the next position, hence the next energy, NaN: caught there.
+    info = MCMCInfo(torch.ones_like(e), _invalid(e))
     return MCMCState(position, e, grad), info
 
 
@@ -116,24 +114,24 @@ def mala_step(
         discrete approximations", Bernoulli 2(4), eq. (2.5)-(2.6).
     """
     x, e, g = state
-    eps = torch.as_tensor(step_size, dtype=x.dtype, device=x.device)
-    eps_x = eps.unsqueeze(-1)
-    y = x - eps_x * g + torch.sqrt(2 * eps_x) * noise
+    eps = torch.as_tensor(step_size, dtype=x.dtype, device=x.device).unsqueeze(-1)
+    scale = torch.sqrt(2 * eps)
+    y = x - eps * g + scale * noise
     e_y, g_y = energy_and_grad(energy, y)
-    # log q(y|x) = -|noise|^2 / 2 and log q(x|y) = -|x - y + eps grad E(y)|^2 / (4 eps), up to the
-    # same constant.
-    log_q_forward = -0.5 * noise.pow(2).sum(-1)
-    log_q_backward = -(x - y + eps_x * g_y).pow(2).sum(-1) / (4 * eps)
-    log_alpha = (e - e_y) + (log_q_backward - log_q_forward)
-    log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)
-    accept = log_uniform < log_alpha
+    # log q(x|y) - log q(y|x) = (|noise|^2 - |x - y + eps grad E(y)|^2 / (2 eps)) / 2
+    #                         = c . (noise - c / 2),  c = sqrt(eps / 2) (grad E(x) + grad E(y)),
+    # since x - y + eps grad E(y) = sqrt(2 eps) (c - noise).
+    c = (0.5 * scale) * (g + g_y)
+    log_alpha = (e - e_y) + (c * (noise - 0.5 * c)).sum(-1)
+    accept = log_uniform < log_alpha  # False for NaN: never accepted, and flagged below
     new = MCMCState(
         torch.where(accept.unsqueeze(-1), y, x),
         torch.where(accept, e_y, e),
         torch.where(accept.unsqueeze(-1), g_y, g),
     )
-    info = MCMCInfo(torch.exp(log_alpha.clamp(max=0.0)), _invalid(e_y, g_y))
-    return new, info
+    # NaN log_alpha: a NaN gradient at y, or a chain at zero density proposing zero density.
+    invalid = _invalid(e_y) | torch.isnan(log_alpha)
+    return new, MCMCInfo(torch.exp(log_alpha.clamp(max=0.0)), invalid)
 
 
 def _check_generator(owner: str, generator: torch.Generator | None, like: Tensor) -> None:
@@ -180,8 +178,9 @@ def _start(
 def _finish(owner: str, state: MCMCState, box: Box | None, invalid: Tensor) -> Tensor:
     if invalid.any():  # the one host sync, after the loop
         raise ValueError(
-            f"{owner}: the energy (or its gradient) was NaN, or -inf, at some proposed points; "
-            "energies must be finite, or +inf for zero density"
+            f"{owner}: the energy (or its gradient) was NaN, or -inf, at some proposed points (or "
+            "a chain sat where the density is zero); energies must be finite, or +inf for zero "
+            "density"
         )
     position = state.position if box is None else box.to_x(state.position)
     return position.detach()
@@ -222,7 +221,7 @@ class Langevin:
         )
         x = state.position
         step_size = torch.as_tensor(self.step_size, dtype=x.dtype, device=x.device)
-        invalid = _invalid(state.energy, state.grad)
+        invalid = _invalid(state.energy)
         for _ in range(self.n_steps):
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             state, info = langevin_step(state, energy_u, noise, step_size=step_size)
@@ -291,7 +290,7 @@ class MALA:
         batch_shape = x.shape[1:-1]
         step_size = torch.as_tensor(self.step_size, dtype=x.dtype, device=x.device)
         step_size = step_size.expand(batch_shape).clone()
-        invalid = _invalid(state.energy, state.grad)
+        invalid = _invalid(state.energy)
         for _ in range(self.warmup_steps):
             state, info = self._step(state, energy_u, step_size, generator)
             invalid = invalid | info.invalid
