@@ -51,7 +51,7 @@ class MCMCState(NamedTuple):
 
 
 class MCMCInfo(NamedTuple):
-    acceptance_prob: Tensor  # [n, *batch], the Metropolis-Hastings probability (1 for ULA)
+    acceptance_prob: Tensor  # [n, *batch], the Metropolis-Hastings probability (ULA: a 0-d 1)
     invalid: Tensor  # [n, *batch] bool: NaN or -inf energy (MALA: or NaN gradient) at the proposal
 
 
@@ -91,7 +91,7 @@ def langevin_step(
     position = state.position - eps * state.grad + torch.sqrt(2 * eps) * noise
     e, grad = energy_and_grad(energy, position)
     # A NaN gradient makes the next position, hence the next energy, NaN: caught there.
-    info = MCMCInfo(torch.ones_like(e), _invalid(e))
+    info = MCMCInfo(e.new_ones(()), _invalid(e))  # ULA accepts every move
     return MCMCState(position, e, grad), info
 
 
