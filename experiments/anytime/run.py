@@ -73,7 +73,13 @@ def main() -> None:
     rows = []
     pend = pendulum_agent(args.pendulum_steps, args.seed)
     goal_agent = multigoal.train(
-        "energy", args.seed, args.multigoal_steps, "auto", args.multigoal_initial_temperature
+        "energy",
+        args.seed,
+        args.multigoal_steps,
+        "auto",
+        args.multigoal_initial_temperature,
+        None,
+        "importance",
     )
     for mala_steps in MALA_STEPS:
         for particles in PARTICLES:

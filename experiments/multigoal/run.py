@@ -1,11 +1,12 @@
-"""MultiGoal (Haarnoja et al. 2017, Fig. 3): the energy policy reaches every goal; plain SAC
-commits to fewer.
+"""MultiGoal (Haarnoja et al. 2017, Fig. 3): does the energy policy reach every goal where plain
+SAC commits to fewer?
 
 Trains two agents with the same budget and seed on ``ebrl/MultiGoal-v0``: the energy policy
 (importance sampling from the actor mixed with the uniform anchor, then MALA; its critic backs up
 the soft value of that energy policy, ``T log E_q[exp(Q/T) / q]``, as soft Q-learning does) and
-the same agent in its plain-SAC configuration (actions and value from the actor alone). Each is evaluated on 100 stochastic episodes (max-entropy
-policies are evaluated by sampling them); the table counts the goal each episode reached.
+the same agent in its plain-SAC configuration (actions and value from the actor alone). Each
+is evaluated on 100 stochastic episodes (max-entropy policies are evaluated by sampling them);
+the table counts the goal each episode reached.
 Writes ``results.md``, ``trajectories.png`` and the checkpoints used by
 ``experiments/anytime`` (``runs/``, not committed).
 
@@ -105,10 +106,18 @@ def main() -> None:
         default=20.0,
         help="starting T of the automatic temperature",
     )
-    parser.add_argument("--energy-value", choices=["samples", "importance"], default="importance",
-                        help="the energy agent's soft value target")
-    parser.add_argument("--target-entropy", type=float, default=None,
-                        help="entropy target of the automatic temperature (default -dim(A))")
+    parser.add_argument(
+        "--energy-value",
+        choices=["samples", "importance"],
+        default="importance",
+        help="the energy agent's soft value target",
+    )
+    parser.add_argument(
+        "--target-entropy",
+        type=float,
+        default=None,
+        help="entropy target of the automatic temperature (default -dim(A))",
+    )
     args = parser.parse_args()
     if args.temperature != "auto":
         args.temperature = float(args.temperature)
@@ -117,8 +126,15 @@ def main() -> None:
     example_paths: dict[str, list[np.ndarray]] = {}
     for seed in args.seeds:
         for kind in counts:
-            agent = train(kind, seed, args.steps, args.temperature, args.initial_temperature,
-                          args.target_entropy, args.energy_value)
+            agent = train(
+                kind,
+                seed,
+                args.steps,
+                args.temperature,
+                args.initial_temperature,
+                args.target_entropy,
+                args.energy_value,
+            )
             goals, paths = rollouts(agent, args.episodes, seed=50_000)
             counts[kind].append([goals.count(g) for g in range(4)] + [goals.count(-1)])
             if seed == args.seeds[0]:
