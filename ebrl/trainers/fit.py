@@ -81,6 +81,14 @@ def _lr_lambda(schedule: str, steps: int) -> Callable[[int], float]:
     return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
 
 
+def _diverged(energy: nn.Module, params: list[Tensor], x: Tensor) -> bool:
+    """Whether the parameters, or the energy on a data batch, are no longer finite."""
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        return True
+    with torch.no_grad():
+        return not bool(torch.isfinite(energy(x)).all())
+
+
 def _format(values: dict[str, Tensor] | None) -> str:
     if values is None:
         return "none (the first step already failed)"
@@ -186,7 +194,20 @@ def fit(
             index = torch.randint(
                 0, data.shape[0], (batch_size,), generator=generator, device=data.device
             )
-            loss, terms = objective.loss(energy, data[index], generator=generator)
+            try:
+                loss, terms = objective.loss(energy, data[index], generator=generator)
+            except ValueError as err:  # e.g. a sampler meeting NaN energies: diverged weights?
+                if _diverged(energy, params, data[index]):
+                    raise FloatingPointError(
+                        f"{owner}: the energy is no longer finite at step {step} ({err}); last "
+                        f"finite values: {_format(last_finite)}. Lower lr, set grad_clip, or "
+                        "add energy_reg (CD) / raise sigma (DSM)"
+                    ) from err
+                if hasattr(err, "add_note"):  # Python >= 3.11
+                    err.add_note(
+                        f"{owner}: raised at step {step}; last values: {_format(last_finite)}"
+                    )
+                raise
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(
@@ -194,9 +215,10 @@ def fit(
             )
             if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):  # one sync per step
                 raise FloatingPointError(
-                    f"{owner}: non-finite loss at step {step} (loss={float(loss)}, grad_norm="
-                    f"{float(grad_norm)}); last finite values: {_format(last_finite)}. Lower lr, "
-                    "set grad_clip, or add energy_reg (CD) / raise sigma (DSM)"
+                    f"{owner}: non-finite loss at step {step} (loss={float(loss.detach())}, "
+                    f"grad_norm={float(grad_norm)}); last finite values: "
+                    f"{_format(last_finite)}. Lower lr, set grad_clip, or add energy_reg (CD) / "
+                    "raise sigma (DSM)"
                 )
             optimizer.step()
             scheduler.step()
