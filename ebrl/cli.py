@@ -91,6 +91,7 @@ _FIELD_TYPES = {
     "int": (int, None),
     "float": (float, None),
     "int | None": (int, None),
+    "float | None": (float, None),
     "tuple[int, ...]": (int, "+"),
     "tuple[float, ...]": (float, "+"),
 }
@@ -99,6 +100,7 @@ _FIELD_TYPES = {
 def _add_fit_density(sub: argparse._SubParsersAction) -> None:
     from ebrl.data import toy2d
     from ebrl.trainers.density import (
+        DEFAULT_STEP_SIZE,
         DEFAULT_STEPS,
         OBJECTIVES,
         SAMPLERS,
@@ -122,7 +124,9 @@ def _add_fit_density(sub: argparse._SubParsersAction) -> None:
         kind, nargs = _FIELD_TYPES[str(f.type)]
         help_text = docs.get(f.name, "")
         if f.name == "steps":
-            help_text += f" {DEFAULT_STEPS}"
+            help_text += f": {DEFAULT_STEPS}"
+        if f.name == "step_size":
+            help_text += f": {DEFAULT_STEP_SIZE}"
         p.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,

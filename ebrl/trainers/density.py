@@ -39,6 +39,7 @@ from ebrl.trainers.score_matching import (
 
 __all__ = [
     "DEFAULT_STEPS",
+    "DEFAULT_STEP_SIZE",
     "OBJECTIVES",
     "TEST_SEED",
     "DensityConfig",
@@ -52,7 +53,10 @@ OBJECTIVES: tuple[str, ...] = ("dsm", "ssm", "esm", "cd", "pcd")
 SAMPLERS: tuple[str, ...] = ("mala", "langevin")
 # Optimisation steps per objective when ``steps`` is not given: each default run takes well
 # under 60 s on one CPU core (the CD variants pay for their sampler steps, DSM is cheapest).
-DEFAULT_STEPS: dict[str, int] = {"dsm": 6000, "ssm": 3000, "esm": 3000, "cd": 5000, "pcd": 4000}
+DEFAULT_STEPS: dict[str, int] = {"dsm": 10000, "ssm": 3000, "esm": 3000, "cd": 5000, "pcd": 4000}
+# Sampler step size per CD variant when ``step_size`` is not given: CD-k from the data wants
+# short, local moves; persistent chains must keep up with a changing model, so larger ones.
+DEFAULT_STEP_SIZE: dict[str, float] = {"cd": 0.01, "pcd": 0.05}
 TEST_SEED = 2**32 + 7  # outside the range of training seeds [0, 2**32)
 
 
@@ -86,12 +90,13 @@ class DensityConfig:
     """SSM random projections per point"""
     sampler: str = "mala"
     """CD/PCD negative sampler: mala or langevin (ULA)"""
-    step_size: float = 0.01
-    """CD/PCD Langevin step size eps (noise sqrt(2 eps))"""
+    step_size: float | None = None
+    """CD/PCD Langevin step size eps, noise sqrt(2 eps) (default: per objective, see
+    DEFAULT_STEP_SIZE)"""
     sampler_steps: int = 10
     """CD/PCD sampler steps per training step (the k of CD-k)"""
-    buffer_size: int = 10000
-    """PCD: persistent chains"""
+    buffer_size: int = 1024
+    """PCD: persistent chains (each step advances batch_size of them)"""
     reinit_prob: float = 0.05
     """PCD: probability that a drawn chain restarts from uniform noise on the box"""
     energy_reg: float = 0.001
@@ -133,7 +138,9 @@ class DensityConfig:
                 raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
         if self.seed >= 2**32:
             raise ValueError(f"{owner}: seed must be < 2**32, got {self.seed}")
-        floats = {"lr": self.lr, "step_size": self.step_size}
+        floats = {"lr": self.lr}
+        if self.step_size is not None:
+            floats["step_size"] = self.step_size
         floats.update({f"sigma[{i}]": s for i, s in enumerate(self.sigma)})
         for name, value in floats.items():
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
@@ -152,7 +159,15 @@ class DensityConfig:
 
     @property
     def total_steps(self) -> int:
+        """``steps``, or the objective's default."""
         return self.steps if self.steps is not None else DEFAULT_STEPS[self.objective]
+
+    @property
+    def sampler_step_size(self) -> float:
+        """``step_size``, or the CD variant's default."""
+        if self.step_size is not None:
+            return self.step_size
+        return DEFAULT_STEP_SIZE.get(self.objective, DEFAULT_STEP_SIZE["cd"])
 
 
 def box_proposal(bounds=toy2d.BOUNDS, batch_shape: tuple[int, ...] = ()) -> Independent:
@@ -177,9 +192,9 @@ def make_objective(config: DensityConfig):
         sigma = config.sigma[0] if len(config.sigma) == 1 else config.sigma
         return DenoisingScoreMatching(sigma)
     if config.sampler == "mala":
-        sampler = MALA(config.step_size, config.sampler_steps)
+        sampler = MALA(config.sampler_step_size, config.sampler_steps)
     else:
-        sampler = Langevin(config.step_size, config.sampler_steps)
+        sampler = Langevin(config.sampler_step_size, config.sampler_steps)
     return ContrastiveDivergence(
         sampler,
         persistent=config.objective == "pcd",
