@@ -232,7 +232,7 @@ def test_sigma_sequence_is_stored_as_a_tuple():
     [
         (ExactScoreMatching(), 600),
         (SlicedScoreMatching(1), 600),
-        (DenoisingScoreMatching(0.1), 600),
+        (DenoisingScoreMatching(0.1), 2000),
     ],
     ids=["esm", "ssm", "dsm"],
 )
