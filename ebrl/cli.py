@@ -144,12 +144,25 @@ def _add_fit_density(sub: argparse._SubParsersAction) -> None:
         help="PNG path (default: runs/fit_density/DATASET_OBJECTIVE_sSEED.png)",
     )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's; 1 is fastest for these small networks on a "
+        "busy machine)",
+    )
     p.set_defaults(run=_run_fit_density)
 
 
 def _run_fit_density(args: argparse.Namespace) -> dict:
+    import torch
+
     from ebrl.trainers.density import DensityConfig, config_fields, fit_density, plot_density
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     values = {f.name: getattr(args, f.name) for f in config_fields()}
     for name in ("hidden_sizes", "sigma"):
         values[name] = tuple(values[name])
