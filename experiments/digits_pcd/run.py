@@ -20,7 +20,7 @@ held-out pooled), biased (V-statistic) estimate, so identical laws give a small 
 
 Usage (from the repository root)::
 
-    nice -n 10 python experiments/digits_pcd/run.py          # ~3-4 CPU minutes
+    nice -n 10 python experiments/digits_pcd/run.py          # ~4 CPU minutes
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 class DigitsConfig:
     seed: int = 0
     """split, initialisation and training seed"""
-    steps: int = 3000
+    steps: int = 4000
     """optimisation steps"""
     batch_size: int = 128
     lr: float = 1e-4
@@ -57,7 +57,7 @@ class DigitsConfig:
     hidden_sizes: tuple[int, ...] = (256, 256)
     step_size: float = 0.001
     """Langevin eps (noise sqrt(2 eps))"""
-    sampler_steps: int = 40
+    sampler_steps: int = 60
     """Langevin steps per training step"""
     temperature: float = 0.1
     """the chains target exp(-E / T)"""
