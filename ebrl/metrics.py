@@ -22,6 +22,7 @@ __all__ = [
     "grid_nll",
     "grid_points",
     "kde_log_prob",
+    "median_bandwidth",
     "mmd",
     "select_kde_bandwidth",
 ]
@@ -177,9 +178,22 @@ def _sq_dists(x: Tensor, y: Tensor) -> Tensor:
     return (x.pow(2).sum(-1)[:, None] + y.pow(2).sum(-1)[None, :] - 2 * x @ y.T).clamp_min(0.0)
 
 
+def _check_samples(owner: str, x: object, y: object) -> None:
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise TypeError(f"{owner}: {name} must be a floating-point tensor [n, d]")
+        if t.dim() != 2 or t.shape[0] < 1:
+            raise ValueError(f"{owner}: {name} must have shape [n, d], got {tuple(t.shape)}")
+    if x.shape[1] != y.shape[1]:  # type: ignore[union-attr]
+        raise ValueError(
+            f"{owner}: x and y differ in dimension: {x.shape[1]} vs {y.shape[1]}"  # type: ignore[union-attr]
+        )
+
+
 def median_bandwidth(x: Tensor, y: Tensor, max_points: int = 2000) -> Tensor:
     """The median heuristic: the median pairwise distance in the pooled sample (at most
     ``max_points`` of each set, the first ones, so the result is deterministic)."""
+    _check_samples("median_bandwidth", x, y)
     z = torch.cat([x[:max_points], y[:max_points]])
     d = _sq_dists(z, z)
     iu = torch.triu_indices(len(z), len(z), 1, device=z.device)
@@ -200,13 +214,7 @@ def mmd(x: Tensor, y: Tensor, bandwidth: float | Tensor | None = None) -> Tensor
         Gretton et al. (2012), "A kernel two-sample test", JMLR 13, eq. (5) (biased estimate).
     """
     owner = "mmd"
-    for name, t in (("x", x), ("y", y)):
-        if not isinstance(t, Tensor) or not t.is_floating_point():
-            raise TypeError(f"{owner}: {name} must be a floating-point tensor [n, d]")
-        if t.dim() != 2 or t.shape[0] < 1:
-            raise ValueError(f"{owner}: {name} must have shape [n, d], got {tuple(t.shape)}")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"{owner}: x and y differ in dimension: {x.shape[1]} vs {y.shape[1]}")
+    _check_samples(owner, x, y)
     x, y = x.double(), y.to(device=x.device).double()
     h = median_bandwidth(x, y) if bandwidth is None else torch.as_tensor(bandwidth).double()
     if not bool(torch.isfinite(h)) or float(h) <= 0:

@@ -271,6 +271,8 @@ def fit_density(
 def model_samples(energy, n: int, seed: int = 0) -> Tensor:
     """``n`` samples of ``exp(-E)`` on the box from the shared sampler: importance sampling with
     uniform proposals (4096 particles per chain, 64 chains), then 20 MALA steps."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"model_samples: n must be an int >= 1, got {n!r}")
     chains = 64
     per = -(-n // chains)
     box = tuple(tuple(b[i] for b in toy2d.BOUNDS) for i in (0, 1))  # ((x0, y0), (x1, y1))
