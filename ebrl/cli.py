@@ -100,6 +100,7 @@ _FIELD_TYPES = {
 def _add_fit_density(sub: argparse._SubParsersAction) -> None:
     from ebrl.data import toy2d
     from ebrl.trainers.density import (
+        DEFAULT_ENERGY_REG,
         DEFAULT_STEP_SIZE,
         DEFAULT_STEPS,
         OBJECTIVES,
@@ -127,6 +128,8 @@ def _add_fit_density(sub: argparse._SubParsersAction) -> None:
             help_text += f": {DEFAULT_STEPS}"
         if f.name == "step_size":
             help_text += f": {DEFAULT_STEP_SIZE}"
+        if f.name == "energy_reg":
+            help_text += f": {DEFAULT_ENERGY_REG}"
         p.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,

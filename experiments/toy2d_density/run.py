@@ -249,7 +249,16 @@ def figure(datasets, objectives, path: Path) -> None:
                         r["test_nll"] for r in table.get((dataset, column), []) if r["seed"] == 0
                     ]
                     if nll:
-                        ax.set_xlabel(f"{nll[0]:.3f}", fontsize=8, labelpad=1)
+                        ax.text(
+                            0.03,
+                            0.97,
+                            f"{nll[0]:.3f}",
+                            transform=ax.transAxes,
+                            fontsize=7,
+                            color="white",
+                            va="top",
+                            ha="left",
+                        )
             if i == 0:
                 ax.set_title(column.upper() if column != "data" else "data", fontsize=9)
             if j == 0:
