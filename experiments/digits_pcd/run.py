@@ -13,7 +13,7 @@ MMD has the same sample sizes and therefore the same finite-sample floor):
 
 - ``buffer``: ``n`` persistent chains from the replay buffer at the end of training;
 - ``fresh``: ``n`` new chains started from uniform noise and run ``5 k`` Langevin steps on the
-  final energy (no buffer involved).
+  final energy (no buffer involved); ``fresh_4x``: the same chains continued to ``20 k`` steps.
 
 MMD: Gaussian kernel, one bandwidth for every pair (the median pairwise distance of train and
 held-out pooled), biased (V-statistic) estimate, so identical laws give a small positive floor.
@@ -43,6 +43,7 @@ from ebrl.samplers import Langevin
 from ebrl.trainers import ContrastiveDivergence, fit
 
 HERE = Path(__file__).resolve().parent
+RUNS = HERE.parents[1] / "runs" / "digits_pcd"  # trained energies (not committed)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def run(config: DigitsConfig, logdir: str | None = None) -> dict:
         betas=(0.0, 0.999),
         lr_schedule="constant",
         log_every=100,
+        progress_bar=False,
     )
     train_s = time.perf_counter() - start
 
@@ -103,16 +105,23 @@ def run(config: DigitsConfig, logdir: str | None = None) -> dict:
     chains = objective.buffer.chains
     buffer = chains[torch.randperm(len(chains), generator=g)[:n]]
     model = (1.0 / config.temperature) * energy
-    long_run = Langevin(config.step_size, 5 * config.sampler_steps)
-    fresh = long_run.sample(model, noise, n, generator=g).samples
+    short_run = Langevin(config.step_size, 5 * config.sampler_steps)
+    fresh = short_run.sample(model, noise, n, generator=g).samples
+    # the same chains, 4x longer: does the model hold its samples or drift away from digits?
+    longer = short_run.sample(model, noise, n, init=fresh, generator=g).samples
+    for _ in range(2):
+        longer = short_run.sample(model, noise, n, init=longer, generator=g).samples
     uniform = torch.rand(n, 64, generator=g)
     h = median_bandwidth(train, held_out)
     scores = {
         "train": float(mmd(train, held_out, h)),
         "buffer": float(mmd(buffer, held_out, h)),
         "fresh": float(mmd(fresh, held_out, h)),
+        "fresh_4x": float(mmd(longer, held_out, h)),
         "noise": float(mmd(uniform, held_out, h)),
     }
+    RUNS.mkdir(parents=True, exist_ok=True)
+    torch.save(energy.state_dict(), RUNS / f"energy_s{config.seed}.pt")
     record = {
         "config": asdict(config),
         "n_train": n,
