@@ -75,8 +75,9 @@ def main() -> None:
     ]
     for name, values in speeds.items():
         med = statistics.median(values)
-        lines.append(f"| {name} | {med:.1f} | {', '.join(f'{v:.0f}' for v in values)} | "
-                     f"{med / sb3:.2f}x |")
+        lines.append(
+            f"| {name} | {med:.1f} | {', '.join(f'{v:.0f}' for v in values)} | {med / sb3:.2f}x |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

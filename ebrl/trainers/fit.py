@@ -1,0 +1,246 @@
+"""The one training loop for generative energies: minibatch -> objective loss -> Adam step -> log.
+
+Every objective (score matching, contrastive divergence) plugs in through one method,
+``objective.loss(energy, x, *, generator) -> (loss, terms)``; the loop owns everything else:
+minibatches drawn with an explicit generator, the optimiser and learning-rate schedule,
+gradient clipping, logging (tqdm progress bar, TensorBoard scalars) and the non-finite-loss
+check, which raises with the step and the last finite values instead of masking the problem.
+
+Logged scalars (TensorBoard tags, and keys of :attr:`FitResult.history`):
+
+- ``loss``: the objective's loss; ``grad_norm``: the parameters' gradient norm before
+  clipping; ``lr``: the learning rate;
+- the objective's named terms: ``score_norm`` / ``divergence`` (score matching: the two halves
+  of Hyvärinen's objective), ``energy_pos`` / ``energy_neg`` / ``energy_gap`` / ``energy_reg``
+  (CD: mean energies of data and negatives, their gap, the magnitude regulariser), and the
+  sampler's diagnostics (``acceptance_rate``, ``step_size``, ``ess``, ``reinit_fraction``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ebrl.trainers._checks import check_int, check_positive_float
+
+__all__ = ["FitResult", "Objective", "fit"]
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+class Objective(Protocol):
+    """Anything with the trainers' loss method."""
+
+    def loss(
+        self,
+        energy: Callable[[Tensor], Tensor],
+        x: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns (the energy itself is trained in place).
+
+    Attributes:
+        steps: optimisation steps taken.
+        wall_s: wall-clock seconds.
+        history: scalar name -> values at the logged steps ``history_steps``.
+        history_steps: the steps at which ``history`` was recorded.
+    """
+
+    steps: int
+    wall_s: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+    history_steps: list[int] = field(default_factory=list)
+
+
+def _check_data(owner: str, data: object) -> Tensor:
+    if not isinstance(data, Tensor):
+        raise TypeError(f"{owner}: data must be a tensor [n, d], got {type(data).__name__}")
+    if not data.is_floating_point():
+        raise TypeError(f"{owner}: data must be floating point, got dtype {data.dtype}")
+    if data.dim() != 2 or data.shape[0] < 1 or data.shape[1] < 1:
+        raise ValueError(f"{owner}: data must have shape [n, d], got {tuple(data.shape)}")
+    if not bool(torch.isfinite(data).all()):
+        raise ValueError(f"{owner}: data contains NaN or infinite values")
+    return data
+
+
+def _lr_lambda(schedule: str, steps: int) -> Callable[[int], float]:
+    if schedule == "constant":
+        return lambda step: 1.0
+    return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
+def _diverged(energy: nn.Module, params: list[Tensor], x: Tensor) -> bool:
+    """Whether the parameters, or the energy on a data batch, are no longer finite."""
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        return True
+    with torch.no_grad():
+        return not bool(torch.isfinite(energy(x)).all())
+
+
+def _format(values: dict[str, Tensor] | None) -> str:
+    if values is None:
+        return "none (the first step already failed)"
+    return ", ".join(f"{k}={float(v):.6g}" for k, v in values.items())
+
+
+def fit(
+    energy: nn.Module,
+    data: Tensor,
+    objective: Objective,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    logdir: str | None = None,
+    *,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.0,
+    lr_schedule: str = "cosine",
+    grad_clip: float | None = None,
+    log_every: int = 50,
+    progress_bar: bool = True,
+) -> FitResult:
+    """Trains ``energy`` in place on ``data`` by minimising ``objective.loss`` with Adam.
+
+    Each step draws ``batch_size`` rows of ``data`` uniformly with replacement from a generator
+    seeded with ``seed`` (the same generator drives the objective's noise and sampler), so the
+    same seed gives the same run on CPU.
+
+    Args:
+        energy: an ``nn.Module`` energy ``[n, d] -> [n]`` with trainable parameters.
+        data: training data ``[n, d]`` (floating point, finite), on the energy's device.
+        objective: e.g. ``DenoisingScoreMatching(0.1)`` or ``ContrastiveDivergence(MALA(...))``.
+        steps: optimisation steps (>= 1).
+        batch_size: rows per step (>= 1).
+        lr: Adam's learning rate (> 0); ``lr_schedule="cosine"`` decays it to 0 over ``steps``.
+        seed: seeds the loop's generator.
+        logdir: TensorBoard directory (``None``: no TensorBoard).
+        betas, weight_decay: Adam's.
+        lr_schedule: ``"constant"`` or ``"cosine"``.
+        grad_clip: clip the gradient norm to this (``None``: no clipping; the norm is logged).
+        log_every: record scalars (host sync) every this many steps, and at the last step.
+        progress_bar: show a tqdm bar.
+
+    Returns:
+        A :class:`FitResult` with the logged history.
+
+    Raises:
+        FloatingPointError: the loss (or gradient norm) became NaN or infinite; the message
+            names the step and the last finite values.
+
+    Example:
+        >>> from ebrl.energy import MLPEnergy
+        >>> from ebrl.trainers import DenoisingScoreMatching
+        >>> energy = MLPEnergy(2)
+        >>> data = torch.randn(1000, 2)
+        >>> result = fit(energy, data, DenoisingScoreMatching(0.1), steps=20, progress_bar=False)
+        >>> result.steps
+        20
+    """
+    owner = "fit"
+    if not isinstance(energy, nn.Module):
+        raise TypeError(f"{owner}: energy must be an nn.Module, got {type(energy).__name__}")
+    params = [p for p in energy.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{owner}: energy has no trainable parameters")
+    data = _check_data(owner, data)
+    if not callable(getattr(objective, "loss", None)):
+        raise TypeError(f"{owner}: objective must have a .loss(energy, x, generator=) method")
+    check_int(owner, "steps", steps)
+    check_int(owner, "batch_size", batch_size)
+    check_positive_float(owner, "lr", lr)
+    check_int(owner, "seed", seed, minimum=0)
+    check_int(owner, "log_every", log_every)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"{owner}: unknown lr_schedule {lr_schedule!r}; valid names: {', '.join(LR_SCHEDULES)}"
+        )
+    if grad_clip is not None:
+        check_positive_float(owner, "grad_clip", grad_clip)
+    if params[0].device != data.device:
+        raise ValueError(
+            f"{owner}: data is on {data.device} but the energy's parameters are on "
+            f"{params[0].device}"
+        )
+
+    from tqdm.auto import tqdm
+
+    writer = None
+    if logdir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(logdir)
+    generator = torch.Generator(device=data.device).manual_seed(seed)
+    optimizer = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(lr_schedule, steps))
+    result = FitResult(steps=0, wall_s=0.0)
+    last_finite: dict[str, Tensor] | None = None
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc="fit", disable=not progress_bar, dynamic_ncols=True)
+    try:
+        for step in bar:
+            index = torch.randint(
+                0, data.shape[0], (batch_size,), generator=generator, device=data.device
+            )
+            try:
+                loss, terms = objective.loss(energy, data[index], generator=generator)
+            except ValueError as err:  # e.g. a sampler meeting NaN energies: diverged weights?
+                if _diverged(energy, params, data[index]):
+                    raise FloatingPointError(
+                        f"{owner}: the energy is no longer finite at step {step} ({err}); last "
+                        f"finite values: {_format(last_finite)}. Lower lr, set grad_clip, or "
+                        "add energy_reg (CD) / raise sigma (DSM)"
+                    ) from err
+                if hasattr(err, "add_note"):  # Python >= 3.11
+                    err.add_note(
+                        f"{owner}: raised at step {step}; last values: {_format(last_finite)}"
+                    )
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(
+                params, grad_clip if grad_clip is not None else math.inf
+            )
+            if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):  # one sync per step
+                raise FloatingPointError(
+                    f"{owner}: non-finite loss at step {step} (loss={float(loss.detach())}, "
+                    f"grad_norm={float(grad_norm)}); last finite values: "
+                    f"{_format(last_finite)}. Lower lr, set grad_clip, or add energy_reg (CD) / "
+                    "raise sigma (DSM)"
+                )
+            optimizer.step()
+            scheduler.step()
+            last_finite = {
+                "step": torch.tensor(step),
+                "loss": loss.detach(),
+                **terms,
+                "grad_norm": grad_norm.detach(),
+            }
+            if step % log_every == 0 or step == steps - 1:
+                scalars = {k: float(v) for k, v in last_finite.items() if k != "step"}
+                scalars["lr"] = optimizer.param_groups[0]["lr"]
+                result.history_steps.append(step)
+                for key, value in scalars.items():
+                    result.history.setdefault(key, []).append(value)
+                    if writer is not None:
+                        writer.add_scalar(key, value, step)
+                bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    result.steps = steps
+    result.wall_s = time.perf_counter() - start
+    return result
