@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -83,10 +84,16 @@ def _energy_on(energy: Callable[[Tensor], Tensor], x: Tensor, chunk: int) -> Ten
     return e
 
 
-def _like(energy: Callable[[Tensor], Tensor]) -> tuple[torch.dtype, torch.device]:
-    params = list(energy.parameters()) if isinstance(energy, torch.nn.Module) else []
-    if params:
-        return params[0].dtype, params[0].device
+def _like(
+    energy: Callable[[Tensor], Tensor], x: Tensor | None = None
+) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device to evaluate ``energy`` in: its parameters' or buffers', else ``x``'s."""
+    if isinstance(energy, torch.nn.Module):
+        for tensor in itertools.chain(energy.parameters(), energy.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype, tensor.device
+    if x is not None and x.is_floating_point():
+        return x.dtype, x.device
     return torch.get_default_dtype(), torch.device("cpu")
 
 
@@ -116,6 +123,10 @@ def grid_log_normalizer(
     bounds = _check_bounds("grid_log_normalizer", bounds)
     resolution = _check_resolution("grid_log_normalizer", resolution)
     dtype, device = _like(energy)
+    return _grid_log_normalizer(energy, bounds, resolution, chunk, dtype, device)
+
+
+def _grid_log_normalizer(energy, bounds, resolution, chunk, dtype, device) -> Tensor:
     points, area = grid_points(bounds, resolution, dtype=dtype, device=device)
     e = _energy_on(energy, points.reshape(-1, 2), chunk)
     if torch.isnan(e).any() or (e == -math.inf).any():
@@ -168,8 +179,8 @@ def grid_nll(
             f"{owner}: {outside:.1%} of x lies outside bounds {bounds!r} (max_outside="
             f"{max_outside:.1%}); the grid would miss that mass: widen the bounds"
         )
-    log_z = grid_log_normalizer(energy, bounds, resolution, chunk=chunk)
-    dtype, device = _like(energy)
+    dtype, device = _like(energy, x)
+    log_z = _grid_log_normalizer(energy, bounds, resolution, chunk, dtype, device)
     e = _energy_on(energy, x.to(dtype=dtype, device=device), chunk)
     return e.mean() + log_z
 

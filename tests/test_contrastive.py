@@ -144,6 +144,8 @@ def test_loss_reports_sampler_stats_and_is_deterministic():
         ({"buffer_size": 0}, ValueError, "size"),
         ({"reinit_prob": 1.5}, ValueError, "reinit_prob"),
         ({"energy_reg": -1.0}, ValueError, "energy_reg"),
+        ({"energy_reg": float("nan")}, ValueError, "energy_reg"),
+        ({"energy_reg": "0.1"}, TypeError, "energy_reg"),
         ({"temperature": 0.0}, ValueError, "temperature"),
         ({"proposal": Normal(0.0, 1.0)}, TypeError, "proposal"),
         ({"num_negatives": 0}, ValueError, "num_negatives"),

@@ -57,6 +57,7 @@ def test_history_and_tensorboard_scalars(tmp_path):
     assert result.history_steps == [0, 10, 20, 24]
     for key in ("loss", "grad_norm", "lr", "energy_gap", "acceptance_rate", "reinit_fraction"):
         assert len(result.history[key]) == 4 and all(map(math.isfinite, result.history[key]))
+    assert result.history["lr"][0] == 1e-3  # the rate step 0 used (fit's default lr)
     assert result.history["lr"][0] > result.history["lr"][-1]  # cosine decay
     events = EventAccumulator(str(tmp_path))
     events.Reload()

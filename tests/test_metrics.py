@@ -156,3 +156,15 @@ def test_kde_bad_input():
         select_kde_bandwidth(torch.zeros(3, 2), [0.1], n_folds=5)
     with pytest.raises(ValueError, match="candidates"):
         select_kde_bandwidth(torch.zeros(30, 2), [])
+
+
+def test_grid_follows_the_energys_buffers_or_the_data():
+    """A buffer-only float64 energy is evaluated in float64; a plain function in x's dtype."""
+    target = GaussianEnergy(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+    x = target.sample((500,), generator=gen())
+    assert grid_log_normalizer(target, BOX, 64).dtype == torch.float64
+    nll = grid_nll(target, x, BOX, 400)
+    assert nll.dtype == torch.float64
+    torch.testing.assert_close(nll, -target.log_prob(x).mean(), atol=1e-6, rtol=0)
+    plain = lambda y: 0.5 * y.pow(2).sum(-1)  # noqa: E731
+    assert grid_nll(plain, x, BOX, 64).dtype == torch.float64

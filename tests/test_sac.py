@@ -286,3 +286,18 @@ def test_multigoal_dynamics_reward_and_termination():
     assert set(map(tuple, GOALS)) == {(5, 0), (-5, 0), (0, 5), (0, -5)}
     with pytest.raises(ValueError, match="MultiGoalEnv: goal_radius"):
         MultiGoalEnv(goal_radius=0)
+
+
+def test_construction_leaves_the_global_rng_alone():
+    """Seeded parameter init happens in a forked RNG: the caller's global state is untouched,
+    and two agents with one seed still start from the same parameters."""
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = SAC("Pendulum-v1", seed=3, **SMALL)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(5)  # move the global RNG: the next agent's init must not depend on it
+    b = SAC("Pendulum-v1", seed=3, **SMALL)
+    for p, q in zip(a.critic.parameters(), b.critic.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for p, q in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
+        assert torch.equal(p, q)

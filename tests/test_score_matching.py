@@ -242,3 +242,26 @@ def test_learns_a_two_component_mixture(objective, steps):
             energy, data, objective, steps, batch_size=256, lr=3e-3, seed=0, progress_bar=False
         )
     )
+
+
+class AffineEnergy(Energy):
+    """``E(x) = w . x``: its score ``-w`` does not depend on ``x`` (zero Hessian)."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def test_a_score_constant_in_x_has_zero_divergence():
+    """ESM and SSM of an affine energy are exactly 1/2 |w|^2 (autograd sees no x-dependence)."""
+    w = torch.tensor([0.5, -2.0, 1.0], dtype=torch.float64)
+    x = torch.randn(64, 3, dtype=torch.float64, generator=gen())
+    expected = 0.5 * w.pow(2).sum()
+    esm, _ = exact_score_matching_loss(AffineEnergy(w.clone()), x)
+    torch.testing.assert_close(esm, expected)
+    v = torch.randn(2, 64, 3, dtype=torch.float64, generator=gen(1))
+    ssm, _ = sliced_score_matching_loss(AffineEnergy(w.clone()), x, v)
+    torch.testing.assert_close(ssm, expected)

@@ -273,7 +273,6 @@ class SAC:
         self.obs_dim, self.act_dim = obs_dim, act_dim
         cfg = self.config
 
-        torch.manual_seed(seed)  # parameter init only; every draw below uses self.generator
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         low = torch.as_tensor(self.action_space.low, dtype=torch.float32, device=self.device)
         high = torch.as_tensor(self.action_space.high, dtype=torch.float32, device=self.device)
@@ -281,11 +280,15 @@ class SAC:
         unit_box = gym.spaces.Box(-1.0, 1.0, shape=(act_dim,), dtype=np.float32)
 
         # Networks (SAC: twin critics with Polyak-averaged targets, a squashed Gaussian actor).
-        self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.n_critics).to(self.device)
+        # Parameter init draws from the global CPU RNG: seeded in a fork, so the caller's global
+        # RNG state is left as it was; every later draw uses self.generator.
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.n_critics)
+            self.actor = GaussianAnchor(obs_dim, unit_box, hidden_sizes=cfg.hidden_sizes)
+        self.critic = self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor = GaussianAnchor(obs_dim, unit_box, hidden_sizes=cfg.hidden_sizes).to(
-            self.device
-        )
+        self.actor = self.actor.to(self.device)
         self.user_anchor = anchor
         self.entropy_mode = anchor is None
         if anchor is None:

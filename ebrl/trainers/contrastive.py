@@ -19,6 +19,7 @@ is this with ``eps = sigma^2 / 2`` and ``T = sigma^2 / (2 lambda)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -72,8 +73,10 @@ def contrastive_divergence_loss(
         raise ValueError(
             f"{owner}: negative has dimension {negative.shape[1]}, positive {positive.shape[1]}"
         )
-    if isinstance(energy_reg, bool) or not isinstance(energy_reg, int | float) or energy_reg < 0:
-        raise ValueError(f"{owner}: energy_reg must be a float >= 0, got {energy_reg!r}")
+    if isinstance(energy_reg, bool) or not isinstance(energy_reg, int | float):
+        raise TypeError(f"{owner}: energy_reg must be a float >= 0, got {energy_reg!r}")
+    if not (math.isfinite(energy_reg) and energy_reg >= 0):
+        raise ValueError(f"{owner}: energy_reg must be a finite float >= 0, got {energy_reg!r}")
     e_pos = check_energy_output(owner, energy(positive), positive)
     e_neg = check_energy_output(owner, energy(negative), negative)
     reg = e_pos.pow(2).mean() + e_neg.pow(2).mean()
@@ -186,8 +189,8 @@ class ContrastiveDivergence:
             raise TypeError(f"{owner}: persistent must be a bool, got {persistent!r}")
         if isinstance(energy_reg, bool) or not isinstance(energy_reg, int | float):
             raise TypeError(f"{owner}: energy_reg must be a float >= 0")
-        if energy_reg < 0:
-            raise ValueError(f"{owner}: energy_reg must be >= 0, got {energy_reg!r}")
+        if not (math.isfinite(energy_reg) and energy_reg >= 0):
+            raise ValueError(f"{owner}: energy_reg must be a finite float >= 0, got {energy_reg!r}")
         if temperature is not None:
             check_positive_float(owner, "temperature", temperature)
         if proposal is not None and (

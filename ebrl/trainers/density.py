@@ -262,8 +262,11 @@ def fit_density(
     start, start_cpu = time.perf_counter(), time.process_time()
     train = toy2d.sample(config.dataset, config.n_train, seed=config.seed)
     test = toy2d.sample(config.dataset, config.n_test, seed=TEST_SEED)
-    torch.manual_seed(config.seed)  # the MLP's default initialisation draws from the global RNG
-    energy = MLPEnergy(2, config.hidden_sizes, config.activation)
+    # The MLP's default initialisation draws from the global RNG: seed it in a fork, so that the
+    # caller's global RNG state is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(config.seed)
+        energy = MLPEnergy(2, config.hidden_sizes, config.activation)
     result = fit(
         energy,
         train,

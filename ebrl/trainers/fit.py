@@ -220,6 +220,7 @@ def fit(
                     f"{_format(last_finite)}. Lower lr, set grad_clip, or add energy_reg (CD) / "
                     "raise sigma (DSM)"
                 )
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             optimizer.step()
             scheduler.step()
             last_finite = {
@@ -230,7 +231,7 @@ def fit(
             }
             if step % log_every == 0 or step == steps - 1:
                 scalars = {k: float(v) for k, v in last_finite.items() if k != "step"}
-                scalars["lr"] = optimizer.param_groups[0]["lr"]
+                scalars["lr"] = lr
                 result.history_steps.append(step)
                 for key, value in scalars.items():
                     result.history.setdefault(key, []).append(value)

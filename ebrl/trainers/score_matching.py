@@ -93,7 +93,12 @@ def exact_score_matching_loss(energy: EnergyFn, x: Tensor) -> tuple[Tensor, Term
     with torch.enable_grad():
         for i in range(x.shape[1]):
             (row,) = torch.autograd.grad(
-                s[:, i].sum(), x_leaf, create_graph=create, retain_graph=True
+                s[:, i].sum(),
+                x_leaf,
+                create_graph=create,
+                retain_graph=True,
+                allow_unused=True,
+                materialize_grads=True,  # a score constant in x has zero divergence
             )
             divergence = divergence + row[:, i]
     score_norm = 0.5 * s.pow(2).sum(-1)
@@ -196,7 +201,13 @@ def sliced_score_matching_loss(
     s, x_leaf = _score(owner, energy, x.unsqueeze(0).repeat(m, 1, 1))
     create = torch.is_grad_enabled()
     with torch.enable_grad():
-        (hvp,) = torch.autograd.grad((s * projections).sum(), x_leaf, create_graph=create)
+        (hvp,) = torch.autograd.grad(
+            (s * projections).sum(),
+            x_leaf,
+            create_graph=create,
+            allow_unused=True,
+            materialize_grads=True,  # a score constant in x has zero Hessian
+        )
     divergence = (hvp * projections).sum(-1)  # [m, n]
     if variance_reduction:
         norm = 0.5 * s.pow(2).sum(-1)

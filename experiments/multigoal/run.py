@@ -92,6 +92,16 @@ def train(
     return agent
 
 
+def write_keeping_reading(path: Path, lines: list[str]) -> None:
+    """Writes the generated report, keeping a hand-written ``## Reading`` section if present."""
+    old = path.read_text() if path.exists() else ""
+    keep = old[old.index(READING) :] if READING in old else ""
+    path.write_text("\n".join(lines) + "\n" + ("\n" + keep if keep else ""))
+
+
+READING = "## Reading (written by hand"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000)
@@ -157,7 +167,7 @@ def main() -> None:
         for seed, c in zip(args.seeds, per_seed, strict=True):
             ok = sum(x >= 0.15 * args.episodes for x in c[:4])
             lines.append(f"| {kind} | {seed} | " + " | ".join(map(str, c)) + f" | {ok}/4 |")
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    write_keeping_reading(HERE / "results.md", lines)
     print("\n".join(lines))
 
     import matplotlib

@@ -105,6 +105,16 @@ def run_one(algo: str, seed: int, args) -> dict:
     return result
 
 
+def write_keeping_reading(path: Path, lines: list[str]) -> None:
+    """Writes the generated report, keeping a hand-written ``## Reading`` section if present."""
+    old = path.read_text() if path.exists() else ""
+    keep = old[old.index(READING) :] if READING in old else ""
+    path.write_text("\n".join(lines) + "\n" + ("\n" + keep if keep else ""))
+
+
+READING = "## Reading (written by hand"
+
+
 def report(results: list[dict], args) -> None:
     import matplotlib
 
@@ -122,20 +132,21 @@ def report(results: list[dict], args) -> None:
         f"CPU only, torch {torch.__version__}; runs interleaved by seed.",
         "",
         "| agent | final return (mean ± std over seeds) | per seed | seeds >= -200 | "
-        "env steps/s (mean) | speed vs sb3 |",
-        "|---|---|---|---|---|---|",
+        "env steps/s (mean) | per seed | speed vs sb3 |",
+        "|---|---|---|---|---|---|---|",
     ]
     sps = {a: np.mean([r["steps_per_s"] for r in results if r["algo"] == a]) for a in algos}
     for algo in algos:
         rs = [r for r in results if r["algo"] == algo]
         finals = np.array([r["final_return"] for r in rs])
         ratio = f"{sps[algo] / sps['sb3']:.2f}x" if "sb3" in sps else "-"
+        per_seed_sps = ", ".join(f"{r['steps_per_s']:.0f}" for r in rs)
         lines.append(
             f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | "
             f"{', '.join(f'{f:.0f}' for f in finals)} | {(finals >= -200).sum()}/{len(finals)} | "
-            f"{sps[algo]:.1f} | {ratio} |"
+            f"{sps[algo]:.1f} | {per_seed_sps} | {ratio} |"
         )
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    write_keeping_reading(HERE / "results.md", lines)
     print("\n".join(lines))
 
     fig, ax = plt.subplots(figsize=(6.5, 4))

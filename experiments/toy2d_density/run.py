@@ -50,6 +50,12 @@ PLOT_RESOLUTION = 200
 KDE_BANDWIDTHS = [float(h) for h in torch.logspace(math.log10(0.01), math.log10(0.5), 16)]
 
 
+# Longer-budget runs beside the defaults (same settings otherwise), for datasets where the default
+# budget leaves the best objective short of the KDE: name -> DensityConfig overrides.
+VARIANTS = {"cd15k": {"objective": "cd", "steps": 15000}}
+LONG_DATASETS = ("2spirals",)
+
+
 def _write(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -58,12 +64,14 @@ def _write(path: Path, record: dict) -> None:
 
 
 def run_ebm(dataset: str, objective: str, seed: int) -> dict:
+    """One default ``ebrl fit-density`` run (``objective`` may also name one of VARIANTS)."""
     path = RESULTS / f"{dataset}_{objective}_s{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
-    config = DensityConfig(dataset=dataset, objective=objective, seed=seed)
+    overrides = VARIANTS.get(objective, {"objective": objective})
+    config = DensityConfig(dataset=dataset, seed=seed, **overrides)
     result = fit_density(config)
-    record = result.summary()
+    record = {**result.summary(), "objective": objective}
     record["final_loss"] = result.fit.history["loss"][-1]
     record["config"] = dataclasses.asdict(config)
     record["commit"] = _commit()
@@ -110,7 +118,7 @@ def run_kde(dataset: str, seed: int) -> dict:
     return record
 
 
-def run_all(datasets, objectives, seeds) -> None:
+def run_all(datasets, objectives, seeds, long_datasets) -> None:
     for seed in seeds:  # seed-major: a full table of seed 0 first
         for dataset in datasets:
             record = run_kde(dataset, seed)
@@ -118,6 +126,10 @@ def run_all(datasets, objectives, seeds) -> None:
             for objective in objectives:
                 record = run_ebm(dataset, objective, seed)
                 print(json.dumps(record), flush=True)
+    for seed in seeds:
+        for dataset in long_datasets:
+            for variant in VARIANTS:
+                print(json.dumps(run_ebm(dataset, variant, seed)), flush=True)
 
 
 # ----------------------------------------------------------------------------- report
@@ -162,12 +174,14 @@ def _commit() -> str:
 
 def report(datasets, objectives) -> str:
     table = _load()
-    columns = ["kde", *objectives]
+    variants = [v for v in VARIANTS if any(k[1] == v for k in table)]
+    columns = ["kde", *objectives, *variants]
     header = [
         "dataset",
         "true NLL",
         "KDE (CV)",
         *[o.upper() for o in objectives],
+        *[f"{v.upper()} (longer)" for v in variants],
         "best - true",
         "best - KDE",
     ]
@@ -190,7 +204,7 @@ def report(datasets, objectives) -> str:
             )
             if column != "kde":
                 walls.setdefault(column, []).extend(r.get("cpu_s", r["wall_s"]) for r in records)
-        ebm = {k: v for k, v in means.items() if k != "kde"}
+        ebm = {k: v for k, v in means.items() if k in objectives}
         if ebm:
             best = min(ebm, key=ebm.__getitem__)
             column_index = 2 + columns.index(best)
@@ -211,6 +225,13 @@ def report(datasets, objectives) -> str:
                     f"- {dataset}: best ({best}) - KDE = {gap_kde:+.3f} nats "
                     f"(bar <= +0.05): {'met' if ok else 'NOT met'}"
                 )
+            for variant in variants:
+                if variant in means and "kde" in means:
+                    gap = means[variant] - means["kde"]
+                    bars.append(
+                        f"- {dataset}: {variant} (longer budget, {VARIANTS[variant]}) - KDE = "
+                        f"{gap:+.3f} nats (bar <= +0.05): {'met' if gap <= 0.05 else 'NOT met'}"
+                    )
         else:
             cells += ["-", "-"]
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
@@ -271,14 +292,20 @@ def figure(datasets, objectives, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(toy2d.DATASETS))
-    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES))
+    parser.add_argument("--objectives", nargs="*", default=list(OBJECTIVES))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--long-datasets",
+        nargs="*",
+        default=list(LONG_DATASETS),
+        help=f"datasets that also get the longer-budget variants {list(VARIANTS)}",
+    )
     parser.add_argument("--report-only", action="store_true", help="table + figure from cache")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.report_only:
-        run_all(args.datasets, args.objectives, args.seeds)
+        run_all(args.datasets, args.objectives, args.seeds, args.long_datasets)
     table, bars, timing = report(args.datasets, args.objectives)
     figure(args.datasets, args.objectives, HERE / "densities.png")
     (HERE / "table.md").write_text(
