@@ -254,6 +254,8 @@ def test_bad_input():
         SAC("Pendulum-v1", learning_rat=1e-3)
     with pytest.raises(ValueError, match="SACConfig: n_particles"):
         SAC("Pendulum-v1", n_particles=0)
+    with pytest.raises(ValueError, match="SACConfig: utility must be 'min' or 'mean'"):
+        SAC("Pendulum-v1", utility="max")
     with pytest.raises(ValueError, match=r"SAC\.predict: observation must have shape"):
         agent.predict(np.zeros(5, dtype=np.float32))
 
@@ -301,3 +303,14 @@ def test_construction_leaves_the_global_rng_alone():
         assert torch.equal(p, q)
     for p, q in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("utility", ["min", "mean"])
+def test_policy_utility_is_the_configured_reduction_of_the_critics(utility):
+    agent = SAC("Pendulum-v1", seed=0, utility=utility, n_critics=3, **SMALL)
+    batch = random_batch(agent)
+    actions = torch.rand(4, 32, agent.act_dim, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        q = agent.critic(batch.obs, actions)  # [3, 4, 32]
+        expected = q.mean(0) if utility == "mean" else q.min(0).values
+        torch.testing.assert_close(agent.policy.utility(batch.obs, actions), expected)

@@ -105,6 +105,10 @@ class SACConfig:
     estimate T log E_q[anchor exp(Q/T) / q] ("importance", as soft Q-learning)."""
     target_particles: int = 16
     """Particles per next state for the "importance" value target."""
+    utility: str = "min"
+    """How the critic ensemble makes the policy's utility (the energy acted on and the actor's
+    loss): "min" of the critics (SAC's pessimism) or their "mean". Bellman targets always use
+    the min of the target critics."""
     log_interval: int = 1000
     """Env steps between TensorBoard writes."""
 
@@ -142,6 +146,8 @@ class SACConfig:
                 f"temperature_bounds[1] < inf, got {self.temperature_bounds}, "
                 f"{self.initial_temperature}"
             )
+        if self.utility not in ("min", "mean"):
+            raise ValueError(f"SACConfig: utility must be 'min' or 'mean', got {self.utility!r}")
         if self.value_target not in ("samples", "importance"):
             raise ValueError(
                 f"SACConfig: value_target must be 'samples' or 'importance', "
@@ -337,8 +343,10 @@ class SAC:
         return self.log_temperature.detach().exp()
 
     def _utility(self, obs: Tensor, actions: Tensor) -> Tensor:
-        """``min_k Q_k(s, a)``: ``obs[B, o]``, ``actions[n, B, d] -> [n, B]``."""
-        return self.critic(obs, actions).min(0).values
+        """``min_k Q_k(s, a)`` (or the mean, per ``config.utility``): ``obs[B, o]``,
+        ``actions[n, B, d] -> [n, B]``."""
+        q = self.critic(obs, actions)
+        return q.mean(0) if self.config.utility == "mean" else q.min(0).values
 
     def _log_anchor(self, obs: Tensor, actions: Tensor) -> Tensor:
         """``log anchor(a|s)``; in entropy mode the base measure's 0 (``log U + d log 2``) for
@@ -428,7 +436,7 @@ class SAC:
         """Reverse KL from the actor to the energy policy, eq. (7)/(12):
         ``E_{a~q}[T (log q(a|s) - log anchor(a|s)) - min Q(s, a)]`` with ``a`` reparameterised."""
         reg = log_q - self._log_anchor(batch.obs, actions)
-        q = self.critic(batch.obs, actions).min(0).values
+        q = self._utility(batch.obs, actions)
         loss = (self.temperature * reg - q).mean()
         name = "entropy" if self.entropy_mode else "kl_to_anchor"
         value = -reg.mean() if self.entropy_mode else reg.mean()

@@ -68,16 +68,22 @@ def train(
     initial_temperature: float = 1.0,
     target_entropy: float | None = None,
     energy_value: str = "samples",
+    utility: str = "min",
 ) -> SAC:
     name = f"{kind}_{seed}_{steps}_T{temperature}_T0{initial_temperature}_H{target_entropy}"
-    name += f"_V{energy_value}.pt" if kind == "energy" else ".pt"
+    name += f"_V{energy_value}" if kind == "energy" else ""
+    name += f"_U{utility}.pt" if kind == "energy" and utility != "min" else ".pt"
     path = HERE / "runs" / name
     common = {
         **COMMON,
         "initial_temperature": initial_temperature,
         "target_entropy": target_entropy,
     }
-    energy = {**ENERGY, **(IMPORTANCE_VALUE if energy_value == "importance" else {})}
+    energy = {
+        **ENERGY,
+        **(IMPORTANCE_VALUE if energy_value == "importance" else {}),
+        "utility": utility,
+    }
     config = SACConfig.plain(**common) if kind == "plain" else SACConfig(**common, **energy)
     if path.exists():
         return SAC.load(path)
@@ -128,6 +134,12 @@ def main() -> None:
         default=None,
         help="entropy target of the automatic temperature (default -dim(A))",
     )
+    parser.add_argument(
+        "--utility",
+        choices=["min", "mean"],
+        default="min",
+        help="the energy agent's utility: min or mean of its critics",
+    )
     args = parser.parse_args()
     if args.temperature != "auto":
         args.temperature = float(args.temperature)
@@ -144,6 +156,7 @@ def main() -> None:
                 args.initial_temperature,
                 args.target_entropy,
                 args.energy_value,
+                args.utility,
             )
             goals, paths = rollouts(agent, args.episodes, seed=50_000)
             counts[kind].append([goals.count(g) for g in range(4)] + [goals.count(-1)])
@@ -155,7 +168,8 @@ def main() -> None:
         "",
         f"Command: `python experiments/multigoal/run.py --steps {args.steps} --seeds "
         f"{' '.join(map(str, args.seeds))}`. {args.episodes} stochastic evaluation episodes per "
-        f"agent (reset seeds 50000+i). Shared config {COMMON}; energy policy {ENERGY}; plain SAC "
+        f"agent (reset seeds 50000+i). Shared config {COMMON}; energy policy {ENERGY}, value "
+        f"target {args.energy_value}, utility {args.utility}; plain SAC "
         f"acts with its actor's samples. Machine: {platform.machine()}, {args.threads} torch "
         f"thread(s), CPU, torch {torch.__version__}.",
         "",
