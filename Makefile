@@ -3,7 +3,7 @@ ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.ebrl-setup-stamp
 
-.PHONY: setup train test test-slow lint bench
+.PHONY: setup train test test-slow lint bench bench-sac
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -26,3 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_samplers.py $(ARGS)
+
+# needs the bench extra (stable-baselines3): pip install -e ".[bench]"
+bench-sac: $(STAMP)
+	$(PY) scripts/bench_sac.py $(ARGS)
