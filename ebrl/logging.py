@@ -1,4 +1,5 @@
-"""Run logging: TensorBoard scalars, a progress bar, and a console line, in one small object."""
+"""Run logging: TensorBoard scalars, a progress bar, and a console line, in one small object;
+and the results.md writer the studies share."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["RunLogger"]
+__all__ = ["RunLogger", "write_report"]
+
+READING = "## Reading (written by hand"
 
 
 class RunLogger:
@@ -62,3 +65,13 @@ class RunLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_report(path: str | Path, lines: list[str]) -> None:
+    """Writes a study's generated ``results.md``, keeping the hand-written ``## Reading (written
+    by hand ...)`` section of the file it replaces, so that rerunning a study refreshes its
+    numbers without deleting what a person wrote about them."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    keep = old[old.index(READING) :] if READING in old else ""
+    path.write_text("\n".join(lines) + "\n" + ("\n" + keep if keep else ""))

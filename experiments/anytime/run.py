@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ebrl.agents import SAC, SACConfig, evaluate_policy
+from ebrl.logging import write_report
 from ebrl.samplers import MALA, Chain, ImportanceSampler
 
 HERE = Path(__file__).resolve().parent
@@ -56,16 +57,6 @@ def pendulum_agent(steps: int, seed: int) -> SAC:
     agent.learn(steps, progress_bar=False)
     agent.save(path)
     return agent
-
-
-def write_keeping_reading(path: Path, lines: list[str]) -> None:
-    """Writes the generated report, keeping a hand-written ``## Reading`` section if present."""
-    old = path.read_text() if path.exists() else ""
-    keep = old[old.index(READING) :] if READING in old else ""
-    path.write_text("\n".join(lines) + "\n" + ("\n" + keep if keep else ""))
-
-
-READING = "## Reading (written by hand"
 
 
 def main() -> None:
@@ -137,7 +128,7 @@ def main() -> None:
         lines.append(
             f"| {p} | {m} | {mean:.1f} ± {std:.1f} | {ms:.2f} | {counts} | {none} | {covered}/4 |"
         )
-    write_keeping_reading(HERE / "results.md", lines)
+    write_report(HERE / "results.md", lines)
     print("\n".join(lines))
 
     import matplotlib

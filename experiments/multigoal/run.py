@@ -32,6 +32,7 @@ import torch
 
 from ebrl.agents import SAC, SACConfig
 from ebrl.envs import GOALS
+from ebrl.logging import write_report
 
 HERE = Path(__file__).resolve().parent
 ENV = "ebrl/MultiGoal-v0"
@@ -96,16 +97,6 @@ def train(
     )
     agent.save(path)
     return agent
-
-
-def write_keeping_reading(path: Path, lines: list[str]) -> None:
-    """Writes the generated report, keeping a hand-written ``## Reading`` section if present."""
-    old = path.read_text() if path.exists() else ""
-    keep = old[old.index(READING) :] if READING in old else ""
-    path.write_text("\n".join(lines) + "\n" + ("\n" + keep if keep else ""))
-
-
-READING = "## Reading (written by hand"
 
 
 def main() -> None:
@@ -181,7 +172,7 @@ def main() -> None:
         for seed, c in zip(args.seeds, per_seed, strict=True):
             ok = sum(x >= 0.15 * args.episodes for x in c[:4])
             lines.append(f"| {kind} | {seed} | " + " | ".join(map(str, c)) + f" | {ok}/4 |")
-    write_keeping_reading(HERE / "results.md", lines)
+    write_report(HERE / "results.md", lines)
     print("\n".join(lines))
 
     import matplotlib

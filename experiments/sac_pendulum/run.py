@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ebrl.agents import SAC, SACConfig, evaluate_policy
+from ebrl.logging import write_report
 
 HERE = Path(__file__).resolve().parent
 ENV = "Pendulum-v1"
@@ -105,16 +106,6 @@ def run_one(algo: str, seed: int, args) -> dict:
     return result
 
 
-def write_keeping_reading(path: Path, lines: list[str]) -> None:
-    """Writes the generated report, keeping a hand-written ``## Reading`` section if present."""
-    old = path.read_text() if path.exists() else ""
-    keep = old[old.index(READING) :] if READING in old else ""
-    path.write_text("\n".join(lines) + "\n" + ("\n" + keep if keep else ""))
-
-
-READING = "## Reading (written by hand"
-
-
 def report(results: list[dict], args) -> None:
     import matplotlib
 
@@ -146,7 +137,8 @@ def report(results: list[dict], args) -> None:
             f"{', '.join(f'{f:.0f}' for f in finals)} | {(finals >= -200).sum()}/{len(finals)} | "
             f"{sps[algo]:.1f} | {per_seed_sps} | {ratio} |"
         )
-    write_keeping_reading(HERE / "results.md", lines)
+    lines += ["", "![curves](curves.png)"]
+    write_report(HERE / "results.md", lines)
     print("\n".join(lines))
 
     fig, ax = plt.subplots(figsize=(6.5, 4))

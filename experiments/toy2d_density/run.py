@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from ebrl.data import toy2d
+from ebrl.logging import write_report
 from ebrl.metrics import grid_log_normalizer, grid_points, kde_log_prob, select_kde_bandwidth
 from ebrl.trainers.density import (
     DEFAULT_STEPS,
@@ -292,16 +293,6 @@ def figure(datasets, objectives, path: Path) -> None:
     plt.close(fig)
 
 
-def write_keeping_reading(path: Path, lines: list[str]) -> None:
-    """Writes the generated report, keeping a hand-written ``## Reading`` section if present."""
-    old = path.read_text() if path.exists() else ""
-    keep = old[old.index(READING) :] if READING in old else ""
-    path.write_text("\n".join(lines) + "\n" + ("\n" + keep if keep else ""))
-
-
-READING = "## Reading (written by hand"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(toy2d.DATASETS))
@@ -346,7 +337,7 @@ def main(argv=None) -> int:
         "",
         "![densities](densities.png)",
     ]
-    write_keeping_reading(HERE / "results.md", lines)
+    write_report(HERE / "results.md", lines)
     print(table, bars, timing, sep="\n\n")
     return 0
 
