@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -122,8 +123,10 @@ def main() -> None:
     parser.add_argument(
         "--target-entropy",
         type=float,
-        default=None,
-        help="entropy target of the automatic temperature (default -dim(A))",
+        default=0.5,
+        help="entropy target of the automatic temperature, both agents (SAC's usual -dim(A) = -2 "
+        "lets the energy policy concentrate on the goals its critic favours: see results.md); "
+        "pass nan for -dim(A)",
     )
     parser.add_argument(
         "--utility",
@@ -132,6 +135,8 @@ def main() -> None:
         help="the energy agent's utility: min or mean of its critics",
     )
     args = parser.parse_args()
+    if args.target_entropy is not None and math.isnan(args.target_entropy):
+        args.target_entropy = None
     if args.temperature != "auto":
         args.temperature = float(args.temperature)
     torch.set_num_threads(args.threads)
@@ -160,7 +165,8 @@ def main() -> None:
         f"Command: `python experiments/multigoal/run.py --steps {args.steps} --seeds "
         f"{' '.join(map(str, args.seeds))}`. {args.episodes} stochastic evaluation episodes per "
         f"agent (reset seeds 50000+i). Shared config {COMMON}; energy policy {ENERGY}, value "
-        f"target {args.energy_value}, utility {args.utility}; plain SAC "
+        f"target {args.energy_value}, utility {args.utility}; both agents: automatic temperature "
+        f"from {args.initial_temperature}, target entropy {args.target_entropy}; plain SAC "
         f"acts with its actor's samples. Machine: {platform.machine()}, {args.threads} torch "
         f"thread(s), CPU, torch {torch.__version__}.",
         "",
@@ -172,6 +178,7 @@ def main() -> None:
         for seed, c in zip(args.seeds, per_seed, strict=True):
             ok = sum(x >= 0.15 * args.episodes for x in c[:4])
             lines.append(f"| {kind} | {seed} | " + " | ".join(map(str, c)) + f" | {ok}/4 |")
+    lines += ["", "![trajectories](trajectories.png)"]
     write_report(HERE / "results.md", lines)
     print("\n".join(lines))
 
