@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pendulum-episodes", type=int, default=30)
     parser.add_argument("--multigoal-episodes", type=int, default=100)
+    parser.add_argument("--multigoal-target-entropy", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,7 +80,7 @@ def main() -> None:
         args.multigoal_steps,
         "auto",
         args.multigoal_initial_temperature,
-        None,
+        args.multigoal_target_entropy,
         "importance",
     )
     for mala_steps in MALA_STEPS:
