@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ebrl.agents import SAC, SACConfig
+from ebrl.logging import write_report
 
 ENV = "Pendulum-v1"
 
@@ -78,10 +79,9 @@ def main() -> None:
         lines.append(
             f"| {name} | {med:.1f} | {', '.join(f'{v:.0f}' for v in values)} | {med / sb3:.2f}x |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
+    print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_report(args.out, lines)  # keeps a hand-written reading of the previous run
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import torch
 from torch.distributions import Independent, Uniform
 
 from ebrl.energy import MLPEnergy
+from ebrl.logging import write_report
 from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin
 
 EPS = 0.01
@@ -193,10 +194,9 @@ def main() -> None:
     for case, name, sec, ratio in rows:
         shown = f"{sec * 1e3:.1f} ms" if sec > 1e-2 else f"{sec * 1e6:.0f} us"
         lines.append(f"| {case} | {name} | {shown} | {ratio:.3f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
+    print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_report(args.out, lines)  # keeps a hand-written reading of the previous run
 
 
 if __name__ == "__main__":
