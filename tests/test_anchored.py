@@ -371,13 +371,14 @@ def test_continuous_limits():
     assert (1 - y[..., 0]).mean() < 0.01 and (y[..., 1] - 0.3).abs().mean() < 0.05
     warm = AnchoredPolicy(anchor, utility, 1.0, sampler=ImportanceSampler(1024))
     assert (1 - warm.sample(obs, 16, generator=gen(19)).samples[..., 0]).mean() > 0.3
-    # deterministic: the importance particle of highest log anchor + Q / T (1024 uniform
-    # particles in the box: the best one is typically ~0.1 from the limit point)
+    # deterministic: a function of obs alone (any generator), the mode search from the box's
+    # centre; it beats the best of 1024 uniform particles and lands at the limit point
     det = cold.act(obs, deterministic=True, generator=gen(20))
+    torch.testing.assert_close(det, cold.act(obs, deterministic=True, generator=gen(21)))
     particles = draw(anchor(obs), (1024,), gen(20))
-    best = (utility(obs, particles) / 1e-3).argmax(0)
-    torch.testing.assert_close(det, particles[best, torch.arange(64)], rtol=0, atol=0)
-    assert (det - torch.tensor([1.0, 0.3], dtype=F64)).norm(dim=-1).mean() < 0.15
+    best = utility(obs, particles).max(0).values
+    assert (utility(obs, det.unsqueeze(0))[0] >= best).all()
+    assert (det - torch.tensor([1.0, 0.3], dtype=F64)).norm(dim=-1).max() < 0.02
 
 
 def test_one_call_1024_states_6d_actions():

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from ebrl.agents import SAC, SACConfig, polyak_update
+from ebrl.agents.sac import actor_loss, critic_loss, temperature_loss
+from ebrl.policies import GaussianAnchor
+from ebrl.samplers.proposal import ProposalSampler
 from ebrl.agents.buffer import Transitions
 from ebrl.envs import GOALS, MultiGoalEnv
 
@@ -49,29 +52,42 @@ def random_batch(agent, n=32, seed=0):
 # ----------------------------------------------------------------- isolation and Polyak
 
 
+def grads(module):
+    return [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("anchored", [False, True])
 @pytest.mark.parametrize("value_target", ["samples", "importance"])
-def test_critic_loss_touches_only_the_critic(value_target):
-    agent = SAC("Pendulum-v1", seed=0, value_target=value_target, **SMALL)
-    loss, _ = agent.critic_loss(random_batch(agent))
+def test_each_loss_alone_puts_gradients_only_on_its_owner(value_target, anchored):
+    """critic_loss -> critics only; actor_loss -> actor only (its gradient flows through the
+    critics' inputs, not their weights); temperature_loss -> log T only; targets never."""
+    anchor = None
+    if anchored:
+        anchor = GaussianAnchor(3, gym.spaces.Box(-2.0, 2.0, (1,)), hidden_sizes=(8,))
+    agent = SAC("Pendulum-v1", seed=0, value_target=value_target, anchor=anchor, **SMALL)
+    others = [agent.critic_target, *([anchor] if anchored else [])]
+    sampler = agent.value_sampler
+    batch, t = random_batch(agent), agent.temperature
+    loss, _ = critic_loss(agent.nets, batch, t, gamma=0.99, value_sampler=sampler)
     loss.backward()
-    assert all(p.grad is None for p in agent.actor.parameters())
+    assert all(g is not None and g.abs().sum() > 0 for g in grads(agent.critic))
+    assert all(g is None for m in [agent.actor, *others] for g in grads(m))
     assert agent.log_temperature.grad is None
-    assert all(p.grad is None and not p.requires_grad for p in agent.critic_target.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.critic.parameters())
 
-
-def test_actor_and_temperature_losses_do_not_reach_targets():
-    agent = SAC("Pendulum-v1", seed=0, **SMALL)
-    batch = random_batch(agent)
-    a, log_q = agent.actor(batch.obs).rsample_and_log_prob(generator=agent.generator)
-    loss, _ = agent.temperature_loss(log_q - agent._log_anchor(batch.obs, a))
+    agent.critic.zero_grad(set_to_none=True)
+    loss, terms = actor_loss(agent.nets, batch, t)
     loss.backward()
-    assert all(p.grad is None for p in agent.actor.parameters())  # reg is detached
+    assert all(g is not None for g in grads(agent.actor))
+    assert all(g is None for m in [agent.critic, *others] for g in grads(m))
+    assert all(p.requires_grad for p in agent.critic.parameters())  # restored after the loss
+    assert agent.log_temperature.grad is None
+
+    agent.actor.zero_grad(set_to_none=True)
+    reg = terms["kl_to_anchor"] if anchored else -terms["entropy"]
+    loss, _ = temperature_loss(agent.log_temperature, reg, agent.target)
+    loss.backward()
     assert agent.log_temperature.grad is not None
-    loss, _ = agent.actor_loss(batch, a, log_q)
-    loss.backward()
-    assert all(p.grad is not None for p in agent.actor.parameters())
-    assert all(p.grad is None for p in agent.critic_target.parameters())
+    assert all(g is None for m in [agent.actor, agent.critic, *others] for g in grads(m))
 
 
 def test_polyak_update():
@@ -86,9 +102,9 @@ def test_polyak_update():
 
 
 def reference_sac_update(agent, batch, eps_pi, eps_next):
-    """SAC's update written out from the paper (Haarnoja et al. 2018b), on copies of the
-    agent's networks, with the same noise: temperature (eq. 18), critics (eq. 5 with the soft
-    value eq. 3), actor (eq. 7), Polyak."""
+    """SAC's update written out from the paper (Haarnoja et al. 2018b, Algorithm 1), on copies
+    of the agent's networks, with the same noise: critics (eq. 5 with the soft value eq. 3),
+    actor (eq. 7), temperature (eq. 18), Polyak."""
     import copy
 
     actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
@@ -107,11 +123,6 @@ def reference_sac_update(agent, batch, eps_pi, eps_next):
         log_p = log_p - (2 * (math.log(2) - u - torch.nn.functional.softplus(-2 * u))).sum(-1)
         return torch.tanh(u), log_p
 
-    a_pi, log_p = squashed(batch.obs, eps_pi)
-    alpha_loss = -(log_alpha * (log_p + agent.target).detach()).mean()
-    opt_t.zero_grad()
-    alpha_loss.backward()
-    opt_t.step()
     alpha = log_alpha.detach().exp()
     with torch.no_grad():
         a_next, log_p_next = squashed(batch.next_obs, eps_next)
@@ -122,10 +133,15 @@ def reference_sac_update(agent, batch, eps_pi, eps_next):
     opt_c.zero_grad()
     critic_loss.backward()
     opt_c.step()
+    a_pi, log_p = squashed(batch.obs, eps_pi)
     actor_loss = (alpha * log_p - critic(batch.obs, a_pi).min(0).values).mean()
     opt_a.zero_grad()
     actor_loss.backward()
     opt_a.step()
+    alpha_loss = -(log_alpha * (log_p + agent.target).detach()).mean()
+    opt_t.zero_grad()
+    alpha_loss.backward()
+    opt_t.step()
     with torch.no_grad():
         for p, tp in zip(critic.parameters(), target.parameters(), strict=True):
             tp.mul_(1 - agent.config.tau).add_(agent.config.tau * p)
@@ -134,12 +150,12 @@ def reference_sac_update(agent, batch, eps_pi, eps_next):
 
 def test_plain_configuration_is_exactly_sac():
     agent = SAC("Pendulum-v1", seed=3, config=SACConfig.plain(**SMALL))
-    assert agent.plain
+    assert isinstance(agent.policy.sampler, ProposalSampler)
     batch = random_batch(agent, seed=1)
     state = agent.generator.get_state()
     g = torch.Generator().set_state(state)
-    eps_pi = torch.randn(32, agent.act_dim, generator=g)
     eps_next = torch.randn(32, agent.act_dim, generator=g)
+    eps_pi = torch.randn(32, agent.act_dim, generator=g)
     actor, critic, target, log_alpha = reference_sac_update(agent, batch, eps_pi, eps_next)
     agent.update(batch)
     torch.testing.assert_close(agent.log_temperature.detach(), log_alpha.detach())
@@ -215,7 +231,7 @@ def test_energy_policy_with_mala_and_importance_target_runs_and_logs(tmp_path):
     agent.learn(120, progress_bar=False)
     assert agent.num_timesteps == 120
     # acting runs the configured sampler: 8 particles, then 2 MALA steps
-    _, stats = agent._act(torch.zeros(3, 3), deterministic=False)
+    _, stats = agent.act(torch.zeros(3, 3), deterministic=False)
     assert stats["ess"].shape == (3,) and (stats["ess"] <= 8 + 1e-4).all()
     assert "acceptance_rate" in stats
     assert any(tmp_path.iterdir())  # TensorBoard events written

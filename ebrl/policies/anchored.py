@@ -37,7 +37,7 @@ from torch.distributions import Categorical, Distribution
 
 from ebrl.energy import Energy
 from ebrl.policies.anchors import categorical_log_probs
-from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, SampleResult, draw
+from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Mixture, SampleResult, draw
 from ebrl.samplers.base import check_positive_int
 from ebrl.samplers.importance import effective_sample_size, log_normalizer
 
@@ -86,6 +86,36 @@ def _check_temperature(value: object) -> float | Tensor:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{_OWNER}: temperature must be finite and > 0, got {value!r}")
     return value
+
+
+def _bounds_of(sampler: object) -> tuple | None:
+    """The box the sampler keeps its samples in (any stage's ``bounds``), or ``None``."""
+    stages = [sampler]
+    while stages:
+        stage = stages.pop()
+        if isinstance(stage, Chain):
+            stages += [stage.then, stage.first]
+        elif getattr(stage, "bounds", None) is not None:
+            return stage.bounds
+    return None
+
+
+def _centre(dist: Distribution) -> Tensor:
+    """A deterministic point of ``dist``: its median where defined (squashed Gaussians), else
+    its mean; for a :class:`Mixture`, that of its first component (the learned proposal)."""
+    while isinstance(dist, Mixture):
+        dist = dist.components[0]
+    for name in ("median", "mean"):
+        try:
+            value = getattr(dist, name)
+        except (NotImplementedError, AttributeError):
+            continue
+        if isinstance(value, Tensor) and bool(torch.isfinite(value).all()):
+            return value.detach()
+    raise ValueError(
+        f"{_OWNER}.mode: the proposal/anchor {type(dist).__name__} has no finite median or mean "
+        "to start from; pass init="
+    )
 
 
 def _importance_stage(sampler: object) -> ImportanceSampler | None:
@@ -157,8 +187,9 @@ class AnchoredPolicy(nn.Module):
             too). A tensor temperature modified in place is not re-validated.
         sampler: for continuous actions; default ``ImportanceSampler(256)`` from the anchor. Its
             importance stage (itself or the first stage of a ``Chain``) serves :meth:`estimate`,
-            :meth:`soft_value`, :meth:`kl_to_anchor`, :meth:`log_prob` and deterministic
-            :meth:`act`.
+            :meth:`soft_value`, :meth:`kl_to_anchor` and :meth:`log_prob`.
+        mode_steps: gradient-ascent steps of :meth:`mode` (deterministic continuous actions;
+            0: the starting point itself, e.g. an actor's mode).
 
     Continuous estimates are importance estimates with ``n`` particles per state: ``log Z`` is
     unbiased in ``Z``; with the anchor as proposal the KL estimate is ``log n - H(w)`` (``w``
@@ -180,8 +211,11 @@ class AnchoredPolicy(nn.Module):
         utility: Callable[..., Tensor],
         temperature: float | Tensor,
         sampler: object | None = None,
+        mode_steps: int = 10,
     ):
         super().__init__()
+        check_positive_int(_OWNER, "mode_steps", mode_steps, minimum=0)
+        self.mode_steps = mode_steps
         if not callable(anchor):
             raise TypeError(
                 f"{_OWNER}: anchor must be callable obs -> Distribution, got "
@@ -525,14 +559,14 @@ class AnchoredPolicy(nn.Module):
         generator: torch.Generator | None = None,
         *,
         proposal: Distribution | None = None,
+        init: Tensor | None = None,
     ) -> Tensor:
         """One action per state, ``[B]`` (discrete) or ``[B, d]`` (continuous), detached.
 
-        Stochastic: one draw of :meth:`sample`. Deterministic: discrete, the argmax of the exact
-        logits; continuous, among the importance stage's particles (drawn from ``proposal``,
-        default the anchor), the one of highest policy density ``log anchor(a|s) + Q(s, a) / T``,
-        so the result is a mode estimate whose precision follows the particle count (refine with
-        more particles, or a proposal concentrated near the mode).
+        Stochastic: one draw of :meth:`sample`. Deterministic: a function of ``obs`` alone (the
+        same action on every call, whatever the generator): discrete, the argmax of the exact
+        logits; continuous, :meth:`mode`, started at ``init`` (default: the centre of
+        ``proposal``, else of the anchor).
         """
         if not deterministic:
             return self.sample(obs, 1, proposal=proposal, generator=generator).samples[0]
@@ -540,14 +574,71 @@ class AnchoredPolicy(nn.Module):
             dist, discrete = self._anchor(obs)
             if discrete:
                 return self._discrete(dist, obs, proposal)[0].argmax(-1)
-            _, particles, log_w, _, _, log_q = self._weigh(obs, dist, proposal, generator, "act")
-            score = log_w + log_q  # log anchor + Q / T (-inf outside the bounds)
-            best = score.argmax(0)  # [B]
-            if bool((score.max(0).values == -math.inf).any()):
-                raise ValueError(
-                    f"{_OWNER}.act: every particle has zero policy density for some state"
-                )
-            return particles[best, torch.arange(particles.shape[1], device=particles.device)]
+        return self.mode(obs, init=init, proposal=proposal)
+
+    def mode(
+        self, obs: Tensor, *, init: Tensor | None = None, proposal: Distribution | None = None
+    ) -> Tensor:
+        """A local mode of the continuous policy density, ``[B, d]``, deterministic in ``obs``.
+
+        Starts at ``init`` (e.g. an actor's mode; default: the centre, median or mean, of
+        ``proposal``, else of the anchor) and takes ``mode_steps`` noise-free gradient-ascent
+        steps on ``log anchor(a|s) + Q(s, a) / T``: normalised gradient direction, a step of
+        0.1 half-widths of the sampler's bounds (1 without bounds) that grows by 1.5 after an
+        improving step and halves after a failed one (a failed step is not taken, so the
+        density never decreases). Raises ``ValueError`` when the density is NaN or zero at the
+        result (a NaN utility, an anchor of zero density there).
+        """
+        dist, discrete = self._anchor(obs)
+        if discrete:
+            raise ValueError(f"{_OWNER}.mode: for continuous actions (discrete: distribution)")
+        if init is None:
+            init = _centre(self._proposal(proposal, dist))
+        d = dist.event_shape[0]
+        if not isinstance(init, Tensor) or tuple(init.shape) != (obs.shape[0], d):
+            raise ValueError(
+                f"{_OWNER}.mode: init must be a tensor [B, d] = [{obs.shape[0]}, {d}], got "
+                f"{tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__}"
+            )
+        energy = AnchoredEnergy(dist, self.utility, obs, self.temperature)
+        bounds = _bounds_of(self.sampler)
+        x = init.detach()
+        if bounds is not None:
+            box = Box(f"{_OWNER}.mode", bounds, x)
+            low, high = box.inner_low, box.inner_high
+            half = box.width / 2
+            x = torch.minimum(torch.maximum(x, low), high)
+        else:
+            low = high = None
+            half = torch.ones((), dtype=x.dtype, device=x.device)
+
+        def value_and_grad(a: Tensor) -> tuple[Tensor, Tensor]:
+            with torch.enable_grad():
+                a = a.detach().requires_grad_(True)
+                f = energy.log_target(a.unsqueeze(0))[0][0]
+                (g,) = torch.autograd.grad(f.sum(), a)
+            return f.detach(), g
+
+        f, g = value_and_grad(x)
+        step = torch.full_like(f, 0.1).unsqueeze(-1)
+        for _ in range(self.mode_steps):
+            direction = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+            candidate = x + step * half * torch.nan_to_num(direction)
+            if low is not None:
+                candidate = torch.minimum(torch.maximum(candidate, low), high)
+            f_new, g_new = value_and_grad(candidate)
+            better = (f_new > f).unsqueeze(-1)
+            x = torch.where(better, candidate, x)
+            f = torch.where(better.squeeze(-1), f_new, f)
+            g = torch.where(better, g_new, g)
+            step = torch.where(better, step * 1.5, step * 0.5)
+        if not bool(torch.isfinite(f).all()):
+            raise ValueError(
+                f"{_OWNER}.mode: the policy's log density is NaN or -inf at the deterministic "
+                "action for some state (a non-finite utility or observation, or an anchor of "
+                "zero density there)"
+            )
+        return x
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         """``act(obs, deterministic)``."""
