@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ebrl.validation import check_int
+
 __all__ = [
     "ConditionedEnergy",
     "Energy",
@@ -192,10 +194,8 @@ class MLPEnergy(Energy):
         context_dim: int = 0,
     ):
         super().__init__()
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"MLPEnergy: dim must be a positive int, got {dim!r}")
-        if not isinstance(context_dim, int) or context_dim < 0:
-            raise ValueError(f"MLPEnergy: context_dim must be an int >= 0, got {context_dim!r}")
+        dim = check_int("MLPEnergy", "dim", dim)
+        context_dim = check_int("MLPEnergy", "context_dim", context_dim, minimum=0)
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"MLPEnergy: unknown activation {activation!r}; expected one of "

@@ -282,7 +282,7 @@ def test_bad_constructor_arguments():
         Langevin(float("nan"), 10)
     with pytest.raises(ValueError, match="MALA: n_steps"):
         MALA(0.1, 0)
-    with pytest.raises(ValueError, match="Langevin: n_steps"):
+    with pytest.raises(TypeError, match="Langevin: n_steps"):
         Langevin(0.1, 2.5)
     with pytest.raises(ValueError, match="ImportanceSampler: n_particles"):
         ImportanceSampler(0)

@@ -50,6 +50,7 @@ from torch.distributions import (
 
 from ebrl.energy import _ACTIVATIONS
 from ebrl.samplers import draw
+from ebrl.validation import check_int, check_obs, check_positive_float, check_unit_interval
 
 __all__ = [
     "BCReport",
@@ -245,38 +246,14 @@ def _mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str
     return nn.Sequential(*layers)
 
 
-def _check_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_hidden(owner: str, hidden_sizes: Sequence[int]) -> tuple[int, ...]:
     try:
         sizes = tuple(hidden_sizes)
     except TypeError as err:
         raise TypeError(f"{owner}: hidden_sizes must be a sequence of ints") from err
     for h in sizes:
-        _check_int(owner, "hidden_sizes entries", h)
+        check_int(owner, "hidden_sizes entries", h)
     return sizes
-
-
-def _check_obs(owner: str, obs: object, obs_dim: int, like: Tensor) -> Tensor:
-    if not isinstance(obs, Tensor):
-        raise TypeError(
-            f"{owner}: obs must be a torch.Tensor [B, {obs_dim}], got {type(obs).__name__} "
-            "(convert with torch.as_tensor)"
-        )
-    if obs.dim() < 1 or obs.shape[-1] != obs_dim:
-        raise ValueError(f"{owner}: obs must have shape [B, {obs_dim}], got {tuple(obs.shape)}")
-    if obs.dtype != like.dtype:
-        if not obs.is_floating_point() and not obs.is_complex():
-            return obs.to(like.dtype)
-        raise TypeError(
-            f"{owner}: obs has dtype {obs.dtype} but the anchor's parameters are {like.dtype}; "
-            f"cast obs or call anchor.to({like.dtype})"
-        )
-    return obs
 
 
 def _box_bounds(owner: str, space: spaces.Box) -> tuple[np.ndarray, np.ndarray]:
@@ -356,18 +333,18 @@ class CategoricalAnchor(nn.Module):
     ):
         super().__init__()
         owner = "CategoricalAnchor"
-        self.obs_dim = _check_int(owner, "obs_dim", obs_dim)
+        self.obs_dim = check_int(owner, "obs_dim", obs_dim)
         if isinstance(action_space, spaces.Discrete):
             if int(action_space.start) != 0:
                 raise ValueError(f"{owner}: Discrete spaces must start at 0")
             n = int(action_space.n)
         else:
-            n = _check_int(owner, "action_space (number of actions)", action_space)
+            n = check_int(owner, "action_space (number of actions)", action_space)
         self.n_actions = n
         self.net = _mlp(self.obs_dim, _check_hidden(owner, hidden_sizes), n, activation)
 
     def forward(self, obs: Tensor) -> Categorical:
-        obs = _check_obs("CategoricalAnchor", obs, self.obs_dim, self.net[0].weight)
+        obs = check_obs("CategoricalAnchor", obs, self.obs_dim, self.net[0].weight)
         return Categorical(logits=self.net(obs), validate_args=False)
 
 
@@ -467,7 +444,7 @@ class GaussianAnchor(_SquashedHead):
     ):
         super().__init__()
         owner = "GaussianAnchor"
-        self.obs_dim = _check_int(owner, "obs_dim", obs_dim)
+        self.obs_dim = check_int(owner, "obs_dim", obs_dim)
         self._init_box(owner, action_space, log_std_bounds)
         # the constructor's arguments, so a checkpoint can rebuild the module (plain data only)
         self.spec = {
@@ -496,7 +473,7 @@ class GaussianAnchor(_SquashedHead):
         )
 
     def forward(self, obs: Tensor) -> Distribution:
-        obs = _check_obs("GaussianAnchor", obs, self.obs_dim, self.net[0].weight)
+        obs = check_obs("GaussianAnchor", obs, self.obs_dim, self.net[0].weight)
         mean, raw = self.net(obs).chunk(2, dim=-1)
         std = self._log_std(raw).exp()
         base = Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
@@ -527,8 +504,8 @@ class GaussianMixtureAnchor(_SquashedHead):
     ):
         super().__init__()
         owner = "GaussianMixtureAnchor"
-        self.obs_dim = _check_int(owner, "obs_dim", obs_dim)
-        self.n_components = _check_int(owner, "n_components", n_components)
+        self.obs_dim = check_int(owner, "obs_dim", obs_dim)
+        self.n_components = check_int(owner, "n_components", n_components)
         self._init_box(owner, action_space, log_std_bounds)
         k, d = self.n_components, self.action_dim
         self.net = _mlp(
@@ -539,7 +516,7 @@ class GaussianMixtureAnchor(_SquashedHead):
         self._init_log_std_rows(k + per_component[:, d:].flatten())
 
     def forward(self, obs: Tensor) -> Distribution:
-        obs = _check_obs("GaussianMixtureAnchor", obs, self.obs_dim, self.net[0].weight)
+        obs = check_obs("GaussianMixtureAnchor", obs, self.obs_dim, self.net[0].weight)
         k, d = self.n_components, self.action_dim
         out = self.net(obs)
         logits = out[..., :k]
@@ -654,13 +631,11 @@ def fit_behaviour_cloning(
     params = [p for p in anchor.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{owner}: anchor has no trainable parameters (e.g. a UniformAnchor)")
-    if not 0.0 < float(heldout_fraction) < 1.0:
-        raise ValueError(f"{owner}: heldout_fraction must be in (0, 1), got {heldout_fraction!r}")
-    batch_size = _check_int(owner, "batch_size", batch_size)
-    max_epochs = _check_int(owner, "max_epochs", max_epochs)
-    patience = _check_int(owner, "patience", patience)
-    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"{owner}: lr must be finite and > 0, got {lr!r}")
+    check_unit_interval(owner, "heldout_fraction", heldout_fraction, closed=False)
+    batch_size = check_int(owner, "batch_size", batch_size)
+    max_epochs = check_int(owner, "max_epochs", max_epochs)
+    patience = check_int(owner, "patience", patience)
+    check_positive_float(owner, "lr", lr)
     like = params[0]
     obs = torch.as_tensor(observations)
     obs = obs.to(device=like.device, dtype=like.dtype if obs.is_floating_point() else obs.dtype)

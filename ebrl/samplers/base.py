@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -24,7 +24,24 @@ from torch.distributions import (
 )
 from torch.distributions.transforms import ComposeTransform
 
+# check_positive_int lived here before ebrl.validation; kept importable for existing callers.
+from ebrl.validation import check_energy_output
+from ebrl.validation import check_int as check_positive_int
+
+__all__ = [
+    "Box",
+    "EnergyFn",
+    "SampleResult",
+    "call_energy",
+    "check_positive_int",
+    "check_proposal",
+    "draw",
+    "energy_and_grad",
+    "evaluate_energy",
+]
+
 EnergyFn = Callable[[Tensor], Tensor]
+T = TypeVar("T")
 
 
 class SampleResult(NamedTuple):
@@ -41,24 +58,6 @@ class SampleResult(NamedTuple):
     stats: dict[str, Tensor]
 
 
-def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def check_positive(owner: str, name: str, value: object) -> None:
-    """A float or tensor that must be finite and > 0 (tensor checks sync once, at construction)."""
-    if isinstance(value, Tensor):
-        if not value.is_floating_point() or not (torch.isfinite(value) & (value > 0)).all():
-            raise ValueError(f"{owner}: {name} must be finite and > 0 everywhere")
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{owner}: {name} must be a float or tensor, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be finite and > 0, got {value!r}")
-
-
 def check_proposal(owner: str, proposal: object) -> Distribution:
     if not isinstance(proposal, Distribution):
         raise TypeError(
@@ -73,25 +72,25 @@ def check_proposal(owner: str, proposal: object) -> Distribution:
     return proposal
 
 
+def call_energy(owner: str, call: Callable[[Tensor], T], x: Tensor) -> T:
+    """``call(x)`` (an energy, or :func:`energy_and_grad` of one), re-raising a failure as a
+    ``ValueError`` that names ``owner`` and the shape the energy was given."""
+    try:
+        return call(x)
+    except (RuntimeError, ValueError, IndexError) as err:
+        raise ValueError(
+            f"{owner}: energy failed on x of shape {tuple(x.shape)} = [num_samples, *batch, d] "
+            f"(does the energy's batch shape match the proposal's?): {err}"
+        ) from err
+
+
 def evaluate_energy(owner: str, energy: EnergyFn, x: Tensor) -> Tensor:
     """Calls ``energy(x)`` once with a clear error for a failing call or a wrong output shape.
 
     Used for the first evaluation of a sampler call only: shapes are static, so later calls in a
     loop need no check.
     """
-    try:
-        e = energy(x)
-    except (RuntimeError, ValueError, IndexError) as err:
-        raise ValueError(
-            f"{owner}: energy failed on x of shape {tuple(x.shape)} = [num_samples, *batch, d] "
-            f"(does the energy's batch shape match the proposal's?): {err}"
-        ) from err
-    if not isinstance(e, Tensor) or e.shape != x.shape[:-1]:
-        raise ValueError(
-            f"{owner}: energy must map x of shape {tuple(x.shape)} to {tuple(x.shape[:-1])}, got "
-            f"{tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__}"
-        )
-    return e
+    return check_energy_output(owner, call_energy(owner, energy, x), x)
 
 
 def energy_and_grad(energy: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:

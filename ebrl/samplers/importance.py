@@ -13,11 +13,11 @@ from ebrl.samplers.base import (
     Box,
     EnergyFn,
     SampleResult,
-    check_positive_int,
     check_proposal,
     draw,
     evaluate_energy,
 )
+from ebrl.validation import check_int
 
 __all__ = ["ImportanceSampler", "effective_sample_size", "log_normalizer"]
 
@@ -66,7 +66,7 @@ class ImportanceSampler:
     bounds: tuple | None = None
 
     def __post_init__(self) -> None:
-        check_positive_int("ImportanceSampler", "n_particles", self.n_particles)
+        check_int("ImportanceSampler", "n_particles", self.n_particles)
 
     def weigh(
         self,
@@ -106,7 +106,7 @@ class ImportanceSampler:
         generator: torch.Generator | None = None,
     ) -> SampleResult:
         name = "ImportanceSampler"
-        check_positive_int(name, "num_samples", num_samples)
+        check_int(name, "num_samples", num_samples)
         if init is not None:
             raise ValueError(f"{name}: init is not used by importance sampling; pass init=None")
         particles, log_weights = self.weigh(energy, proposal, generator=generator)

@@ -24,11 +24,18 @@ from ebrl.samplers.base import (
     Box,
     EnergyFn,
     SampleResult,
-    check_positive,
-    check_positive_int,
+    call_energy,
     check_proposal,
     draw,
     energy_and_grad,
+)
+from ebrl.validation import (
+    check_energy_output,
+    check_generator,
+    check_int,
+    check_positive,
+    check_positive_float,
+    check_unit_interval,
 )
 
 __all__ = [
@@ -57,18 +64,8 @@ class MCMCInfo(NamedTuple):
 
 def init_state(energy: EnergyFn, position: Tensor, owner: str = "init_state") -> MCMCState:
     """Evaluates energy and gradient at ``position``, checking the energy's output shape once."""
-    try:
-        e, grad = energy_and_grad(energy, position)
-    except (RuntimeError, ValueError, IndexError) as err:
-        raise ValueError(
-            f"{owner}: energy failed on x of shape {tuple(position.shape)} = "
-            f"[num_samples, *batch, d] (does the energy's batch shape match the proposal's?): {err}"
-        ) from err
-    if e.shape != position.shape[:-1]:
-        raise ValueError(
-            f"{owner}: energy must map x of shape {tuple(position.shape)} to "
-            f"{tuple(position.shape[:-1])}, got {tuple(e.shape)}"
-        )
+    e, grad = call_energy(owner, lambda x: energy_and_grad(energy, x), position)
+    check_energy_output(owner, e, position)
     return MCMCState(position, e, grad)
 
 
@@ -134,14 +131,6 @@ def mala_step(
     return new, MCMCInfo(torch.exp(log_alpha.clamp(max=0.0)), invalid)
 
 
-def _check_generator(owner: str, generator: torch.Generator | None, like: Tensor) -> None:
-    if generator is not None and generator.device.type != like.device.type:
-        raise ValueError(
-            f"{owner}: generator is on {generator.device} but the samples are on {like.device}; "
-            "pass torch.Generator(device=...) on the samples' device"
-        )
-
-
 def _start(
     owner: str,
     bounds: tuple | None,
@@ -152,7 +141,7 @@ def _start(
     generator: torch.Generator | None,
 ) -> tuple[MCMCState, EnergyFn, Box | None]:
     """Initial positions (from ``init`` or the proposal), mapped into ``u`` space for a box."""
-    check_positive_int(owner, "num_samples", num_samples)
+    check_int(owner, "num_samples", num_samples)
     proposal = check_proposal(owner, proposal)
     expected = (num_samples, *proposal.batch_shape, *proposal.event_shape)
     if init is None:
@@ -166,7 +155,7 @@ def _start(
                 f"got {tuple(init.shape)}"
             )
         position = init.detach()
-    _check_generator(owner, generator, position)
+    check_generator(owner, generator, position, what="the samples")
     box = None
     if bounds is not None:
         box = Box(owner, bounds, position)
@@ -206,7 +195,7 @@ class Langevin:
 
     def __post_init__(self) -> None:
         check_positive("Langevin", "step_size", self.step_size)
-        check_positive_int("Langevin", "n_steps", self.n_steps)
+        check_int("Langevin", "n_steps", self.n_steps)
 
     def sample(
         self,
@@ -267,13 +256,10 @@ class MALA:
 
     def __post_init__(self) -> None:
         check_positive("MALA", "step_size", self.step_size)
-        check_positive_int("MALA", "n_steps", self.n_steps)
-        check_positive_int("MALA", "warmup_steps", self.warmup_steps, minimum=0)
-        if not 0.0 < self.target_acceptance < 1.0:
-            raise ValueError(
-                f"MALA: target_acceptance must be in (0, 1), got {self.target_acceptance!r}"
-            )
-        check_positive("MALA", "adapt_rate", self.adapt_rate)
+        check_int("MALA", "n_steps", self.n_steps)
+        check_int("MALA", "warmup_steps", self.warmup_steps, minimum=0)
+        check_unit_interval("MALA", "target_acceptance", self.target_acceptance, closed=False)
+        check_positive_float("MALA", "adapt_rate", self.adapt_rate)
 
     def sample(
         self,

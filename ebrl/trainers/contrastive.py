@@ -19,7 +19,6 @@ is this with ``eps = sigma^2 / 2`` and ``T = sigma^2 / (2 lambda)``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -28,12 +27,14 @@ from torch.distributions import Distribution, Independent, Uniform
 
 from ebrl.energy import as_energy
 from ebrl.samplers import Sampler, SampleResult, draw
-from ebrl.trainers._checks import (
+from ebrl.validation import (
     check_batch,
     check_energy_output,
     check_generator,
     check_int,
+    check_nonnegative_float,
     check_positive_float,
+    check_unit_interval,
 )
 
 __all__ = ["ContrastiveDivergence", "ReplayBuffer", "contrastive_divergence_loss"]
@@ -73,10 +74,7 @@ def contrastive_divergence_loss(
         raise ValueError(
             f"{owner}: negative has dimension {negative.shape[1]}, positive {positive.shape[1]}"
         )
-    if isinstance(energy_reg, bool) or not isinstance(energy_reg, int | float):
-        raise TypeError(f"{owner}: energy_reg must be a float >= 0, got {energy_reg!r}")
-    if not (math.isfinite(energy_reg) and energy_reg >= 0):
-        raise ValueError(f"{owner}: energy_reg must be a finite float >= 0, got {energy_reg!r}")
+    check_nonnegative_float(owner, "energy_reg", energy_reg)
     e_pos = check_energy_output(owner, energy(positive), positive)
     e_neg = check_energy_output(owner, energy(negative), negative)
     reg = e_pos.pow(2).mean() + e_neg.pow(2).mean()
@@ -104,11 +102,7 @@ class ReplayBuffer:
 
     def __init__(self, size: int, reinit_prob: float):
         self.size = check_int("ReplayBuffer", "size", size)
-        if isinstance(reinit_prob, bool) or not isinstance(reinit_prob, int | float):
-            raise TypeError("ReplayBuffer: reinit_prob must be a float in [0, 1]")
-        if not 0.0 <= reinit_prob <= 1.0:
-            raise ValueError(f"ReplayBuffer: reinit_prob must be in [0, 1], got {reinit_prob!r}")
-        self.reinit_prob = float(reinit_prob)
+        self.reinit_prob = check_unit_interval("ReplayBuffer", "reinit_prob", reinit_prob)
         self.chains: Tensor | None = None
 
     def draw(
@@ -187,10 +181,7 @@ class ContrastiveDivergence:
             raise TypeError(f"{owner}: sampler must have a .sample method (an ebrl sampler)")
         if not isinstance(persistent, bool):
             raise TypeError(f"{owner}: persistent must be a bool, got {persistent!r}")
-        if isinstance(energy_reg, bool) or not isinstance(energy_reg, int | float):
-            raise TypeError(f"{owner}: energy_reg must be a float >= 0")
-        if not (math.isfinite(energy_reg) and energy_reg >= 0):
-            raise ValueError(f"{owner}: energy_reg must be a finite float >= 0, got {energy_reg!r}")
+        energy_reg = check_nonnegative_float(owner, "energy_reg", energy_reg)
         if temperature is not None:
             check_positive_float(owner, "temperature", temperature)
         if proposal is not None and (

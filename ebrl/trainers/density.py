@@ -16,7 +16,6 @@ NLLs in nats on the box :data:`~ebrl.data.toy2d.BOUNDS`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,12 @@ from ebrl.trainers.score_matching import (
     DenoisingScoreMatching,
     ExactScoreMatching,
     SlicedScoreMatching,
+)
+from ebrl.validation import (
+    check_int,
+    check_nonnegative_float,
+    check_positive_float,
+    check_unit_interval,
 )
 
 __all__ = [
@@ -138,10 +143,8 @@ class DensityConfig:
             "seed": (self.seed, 0),
         }
         for name, (value, minimum) in ints.items():
-            if value is None and name == "steps":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
+            if value is not None or name != "steps":
+                check_int(owner, name, value, minimum)
         if self.seed >= 2**32:
             raise ValueError(f"{owner}: seed must be < 2**32, got {self.seed}")
         floats = {"lr": self.lr}
@@ -149,16 +152,12 @@ class DensityConfig:
             floats["step_size"] = self.step_size
         floats.update({f"sigma[{i}]": s for i, s in enumerate(self.sigma)})
         for name, value in floats.items():
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{owner}: {name} must be finite and > 0, got {value!r}")
+            check_positive_float(owner, name, value)
         if not self.sigma:
             raise ValueError(f"{owner}: sigma must hold at least one noise scale")
-        if not 0.0 <= self.reinit_prob <= 1.0:
-            raise ValueError(f"{owner}: reinit_prob must be in [0, 1], got {self.reinit_prob!r}")
-        if self.energy_reg is not None and (
-            not math.isfinite(self.energy_reg) or self.energy_reg < 0
-        ):
-            raise ValueError(f"{owner}: energy_reg must be >= 0, got {self.energy_reg!r}")
+        check_unit_interval(owner, "reinit_prob", self.reinit_prob)
+        if self.energy_reg is not None:
+            check_nonnegative_float(owner, "energy_reg", self.energy_reg)
         if self.objective == "pcd" and self.buffer_size < self.batch_size:
             raise ValueError(
                 f"{owner}: buffer_size ({self.buffer_size}) must be >= batch_size "
@@ -289,8 +288,7 @@ def fit_density(
 def model_samples(energy, n: int, seed: int = 0) -> Tensor:
     """``n`` samples of ``exp(-E)`` on the box from the shared sampler: importance sampling with
     uniform proposals (4096 particles per chain, 64 chains), then 20 MALA steps."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"model_samples: n must be an int >= 1, got {n!r}")
+    check_int("model_samples", "n", n)
     chains = 64
     per = -(-n // chains)
     box = tuple(tuple(b[i] for b in toy2d.BOUNDS) for i in (0, 1))  # ((x0, y0), (x1, y1))

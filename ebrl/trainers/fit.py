@@ -27,7 +27,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ebrl.trainers._checks import check_int, check_positive_float
+from ebrl.validation import check_batch, check_int, check_positive_float
 
 __all__ = ["FitResult", "Objective", "fit"]
 
@@ -64,12 +64,7 @@ class FitResult:
 
 
 def _check_data(owner: str, data: object) -> Tensor:
-    if not isinstance(data, Tensor):
-        raise TypeError(f"{owner}: data must be a tensor [n, d], got {type(data).__name__}")
-    if not data.is_floating_point():
-        raise TypeError(f"{owner}: data must be floating point, got dtype {data.dtype}")
-    if data.dim() != 2 or data.shape[0] < 1 or data.shape[1] < 1:
-        raise ValueError(f"{owner}: data must have shape [n, d], got {tuple(data.shape)}")
+    data = check_batch(owner, data, name="data")
     if not bool(torch.isfinite(data).all()):
         raise ValueError(f"{owner}: data contains NaN or infinite values")
     return data

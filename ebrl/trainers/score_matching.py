@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ebrl.trainers._checks import (
+from ebrl.validation import (
     check_batch,
     check_energy_output,
     check_generator,
