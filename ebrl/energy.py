@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ebrl.networks import mlp
 from ebrl.validation import check_int
 
 __all__ = [
@@ -35,15 +36,6 @@ __all__ = [
     "SumEnergy",
     "as_energy",
 ]
-
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "silu": nn.SiLU,
-    "relu": nn.ReLU,
-    "elu": nn.ELU,
-    "tanh": nn.Tanh,
-    "softplus": nn.Softplus,
-    "gelu": nn.GELU,
-}
 
 
 class Energy(nn.Module):
@@ -196,23 +188,8 @@ class MLPEnergy(Energy):
         super().__init__()
         dim = check_int("MLPEnergy", "dim", dim)
         context_dim = check_int("MLPEnergy", "context_dim", context_dim, minimum=0)
-        if activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"MLPEnergy: unknown activation {activation!r}; expected one of "
-                f"{sorted(_ACTIVATIONS)}"
-            )
-        if any(not isinstance(h, int) or h < 1 for h in hidden_sizes):
-            raise ValueError(
-                f"MLPEnergy: hidden_sizes must be positive ints, got {tuple(hidden_sizes)}"
-            )
         self.dim, self.context_dim = dim, context_dim
-        layers: list[nn.Module] = []
-        width = dim + context_dim
-        for h in hidden_sizes:
-            layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
-            width = h
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(dim + context_dim, hidden_sizes, 1, activation, owner="MLPEnergy")
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         if x.shape[-1] != self.dim:

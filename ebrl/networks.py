@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from ebrl.validation import check_int
+
 __all__ = ["ACTIVATIONS", "mlp"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -19,25 +21,37 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 
 def mlp(
-    in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str = "relu"
+    in_dim: int,
+    hidden_sizes: Sequence[int],
+    out_dim: int,
+    activation: str = "relu",
+    *,
+    owner: str = "mlp",
 ) -> nn.Sequential:
     """``Linear -> activation`` for each hidden width, then a final ``Linear`` to ``out_dim``.
 
     Layers are ``nn.Sequential`` children ``0, 1, 2, ...`` (state-dict keys ``0.weight``,
-    ``2.weight``, ...), initialised as ``nn.Linear`` does.
+    ``2.weight``, ...), initialised as ``nn.Linear`` does. Errors name ``owner`` (the module
+    being built, e.g. ``"MLPEnergy"``).
+
+    Example:
+        >>> mlp(4, (32, 32), 2, "silu")[0]
+        Linear(in_features=4, out_features=32, bias=True)
     """
     if activation not in ACTIVATIONS:
         raise ValueError(
-            f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}"
+            f"{owner}: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}"
         )
-    for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"mlp: {name} must be an int >= 1, got {value!r}")
-    if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_sizes):
-        raise ValueError(f"mlp: hidden_sizes must be positive ints, got {tuple(hidden_sizes)}")
+    in_dim = check_int(owner, "in_dim", in_dim)
+    out_dim = check_int(owner, "out_dim", out_dim)
+    try:
+        sizes = tuple(hidden_sizes)
+    except TypeError as err:
+        raise TypeError(f"{owner}: hidden_sizes must be a sequence of ints") from err
+    sizes = tuple(check_int(owner, "hidden_sizes entries", h) for h in sizes)
     layers: list[nn.Module] = []
     width = in_dim
-    for h in hidden_sizes:
+    for h in sizes:
         layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
         width = h
     layers.append(nn.Linear(width, out_dim))

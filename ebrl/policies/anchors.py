@@ -48,7 +48,7 @@ from torch.distributions import (
     constraints,
 )
 
-from ebrl.energy import _ACTIVATIONS
+from ebrl.networks import mlp
 from ebrl.samplers import draw
 from ebrl.validation import check_int, check_obs, check_positive_float, check_unit_interval
 
@@ -232,30 +232,6 @@ def masked_categorical(dist: Categorical, legal: Tensor) -> Categorical:
 # ----------------------------------------------------------------------------- anchors
 
 
-def _mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str) -> nn.Module:
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}"
-        )
-    layers: list[nn.Module] = []
-    width = in_dim
-    for h in hidden_sizes:
-        layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
-        width = h
-    layers.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*layers)
-
-
-def _check_hidden(owner: str, hidden_sizes: Sequence[int]) -> tuple[int, ...]:
-    try:
-        sizes = tuple(hidden_sizes)
-    except TypeError as err:
-        raise TypeError(f"{owner}: hidden_sizes must be a sequence of ints") from err
-    for h in sizes:
-        check_int(owner, "hidden_sizes entries", h)
-    return sizes
-
-
 def _box_bounds(owner: str, space: spaces.Box) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(space, spaces.Box) or len(space.shape) != 1:
         raise ValueError(f"{owner}: action_space must be a 1-D gymnasium.spaces.Box, got {space!r}")
@@ -341,7 +317,7 @@ class CategoricalAnchor(nn.Module):
         else:
             n = check_int(owner, "action_space (number of actions)", action_space)
         self.n_actions = n
-        self.net = _mlp(self.obs_dim, _check_hidden(owner, hidden_sizes), n, activation)
+        self.net = mlp(self.obs_dim, hidden_sizes, n, activation, owner=owner)
 
     def forward(self, obs: Tensor) -> Categorical:
         obs = check_obs("CategoricalAnchor", obs, self.obs_dim, self.net[0].weight)
@@ -456,7 +432,7 @@ class GaussianAnchor(_SquashedHead):
             "log_std_bounds": list(self.log_std_bounds),
         }
         d = self.action_dim
-        self.net = _mlp(self.obs_dim, _check_hidden(owner, hidden_sizes), 2 * d, activation)
+        self.net = mlp(self.obs_dim, hidden_sizes, 2 * d, activation, owner=owner)
         self._init_log_std_rows(torch.arange(d, 2 * d))
 
     @classmethod
@@ -508,9 +484,7 @@ class GaussianMixtureAnchor(_SquashedHead):
         self.n_components = check_int(owner, "n_components", n_components)
         self._init_box(owner, action_space, log_std_bounds)
         k, d = self.n_components, self.action_dim
-        self.net = _mlp(
-            self.obs_dim, _check_hidden(owner, hidden_sizes), k * (1 + 2 * d), activation
-        )
+        self.net = mlp(self.obs_dim, hidden_sizes, k * (1 + 2 * d), activation, owner=owner)
         # outputs: k mixture logits, then per component [mean (d), raw log-std (d)]
         per_component = torch.arange(k * 2 * d).reshape(k, 2 * d)
         self._init_log_std_rows(k + per_component[:, d:].flatten())
