@@ -4,7 +4,7 @@ Policies are energies, ``pi(a|s) ∝ anchor(a|s) exp(Q(s, a) / T)``; the same en
 train generative EBMs.
 """
 
-from ebrl.agents import SAC, SACConfig
+from ebrl.agents import SAC, SACConfig, SoftQ, SoftQConfig
 from ebrl.energy import (
     Energy,
     GaussianEnergy,
@@ -29,5 +29,7 @@ __all__ = [
     "MLPEnergy",
     "SACConfig",
     "SampleResult",
+    "SoftQ",
+    "SoftQConfig",
     "__version__",
 ]

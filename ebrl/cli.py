@@ -92,74 +92,118 @@ def _run_sample_demo(args: argparse.Namespace) -> dict:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstrings written under a dataclass's fields (they become ``--help`` texts)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
-    docs = {}
-    for node, after in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(after.value.value.split())
+    """The docstrings written under a dataclass's fields, the class's own over its bases' (they
+    become ``--help`` texts)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        for node, after in itertools.pairwise(tree.body[0].body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
     return docs
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--field-name`` option per dataclass field, typed from its default."""
-    group = parser.add_argument_group(f"{cls.__name__} hyperparameters")
-    docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
-        default = f.default
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{docs.get(f.name, '')} (default: {default})"
-        if isinstance(default, tuple):
-            group.add_argument(
-                flag,
-                dest=f.name,
-                type=type(default[0]),
-                nargs="+",
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-        elif default is None:
-            group.add_argument(
-                flag, dest=f.name, type=float, default=argparse.SUPPRESS, help=help_text
-            )
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser, classes: dict[str, type]) -> None:
+    """One ``--field-name`` option per field of the config dataclasses of ``classes`` (algo ->
+    config class), typed from its default; fields shared by every algo in one group."""
+    docs = {algo: field_docs(cls) for algo, cls in classes.items()}
+    owners: dict[str, list[str]] = {}
+    for algo, cls in classes.items():
+        for f in dataclasses.fields(cls):
+            owners.setdefault(f.name, []).append(algo)
+    groups = {
+        "shared": parser.add_argument_group("hyperparameters of every agent"),
+        **{a: parser.add_argument_group(f"{a} only") for a in classes},
+    }
+    for name, algos in owners.items():
+        values = {a: classes[a].__dataclass_fields__[name].default for a in algos}
+        default = values[algos[0]]
+        if len(set(map(repr, values.values()))) == 1:
+            shown = f"default: {default}"
         else:
-            group.add_argument(
-                flag, dest=f.name, type=type(default), default=argparse.SUPPRESS, help=help_text
-            )
+            shown = "defaults: " + ", ".join(f"{a} {v}" for a, v in values.items())
+        help_text = f"{docs[algos[0]].get(name, '')} ({shown})"
+        group = groups["shared" if len(algos) == len(classes) else algos[0]]
+        kind = type(default[0]) if isinstance(default, tuple) else type(default)
+        kind = {bool: _bool, type(None): float}.get(kind, kind)
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            nargs="+" if isinstance(default, tuple) else None,
+            default=argparse.SUPPRESS,
+            help=help_text,
+        )
 
 
 def _config_overrides(args: argparse.Namespace, cls: type) -> dict:
-    out = {}
-    for f in dataclasses.fields(cls):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            out[f.name] = tuple(value) if isinstance(value, list) else value
-    return out
+    """The config fields given as flags (tuples from lists); flags of another algo's config are
+    an error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in vars(args).items()
+        if k in _ALL_CONFIG_FIELDS
+    }
+    foreign = sorted(set(given) - names)
+    if foreign:
+        flags = ", ".join("--" + f.replace("_", "-") for f in foreign)
+        raise ValueError(f"{flags}: not a {cls.__name__} field (--algo {args.algo})")
+    return given
+
+
+def _configs() -> dict[str, type]:
+    from ebrl.agents import SACConfig, SoftQConfig
+
+    return {"sac": SACConfig, "softq": SoftQConfig}
+
+
+_ALL_CONFIG_FIELDS: set[str] = set()
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from ebrl.agents.sac import SACConfig
-
+    configs = _configs()
+    _ALL_CONFIG_FIELDS.update(f.name for cls in configs.values() for f in dataclasses.fields(cls))
     p = sub.add_parser(
         "train",
         help="train an energy-based agent (default: SAC on Pendulum-v1)",
-        description="Trains energy-based soft actor-critic: the policy is "
-        "pi(a|s) ∝ anchor(a|s) exp(Q(s,a)/T), acted by importance sampling from a learned actor "
-        "mixed with the anchor (and optional MALA). Prints one JSON line with the final "
-        "evaluation and writes a checkpoint. Per-env presets from RL-Zoo apply unless given as "
-        "flags (Pendulum-v1: --learning-rate 1e-3).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Trains an energy-based agent whose policy is "
+        "pi(a|s) ∝ anchor(a|s) exp(Q(s,a)/T): SAC (continuous actions; acted by importance "
+        "sampling from a learned actor mixed with the anchor, and optional MALA) or SoftQ "
+        "(discrete actions; the exact softmax). Prints one JSON line with the final "
+        "evaluation and writes a checkpoint. Per-env presets (RL-Zoo's tuned values, e.g. "
+        "Pendulum-v1: --learning-rate 1e-3; CartPole-v1 and LunarLander-v3 for softq) apply "
+        "unless given as flags.",
     )
-    p.add_argument("--env", default="Pendulum-v1", help="gymnasium env id")
-    p.add_argument("--algo", default="sac", choices=["sac"], help="agent")
-    p.add_argument("--steps", type=int, default=DEFAULT_TRAIN_STEPS, help="env steps in total")
+    p.add_argument("--env", default="Pendulum-v1", help="gymnasium env id (default: %(default)s)")
+    p.add_argument(
+        "--algo",
+        default="sac",
+        choices=sorted(configs),
+        help="sac (continuous actions) or softq (discrete actions) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_TRAIN_STEPS,
+        help="env steps in total (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of networks, sampler and envs")
     p.add_argument("--num-envs", type=int, default=1, help="parallel envs (one sampler call)")
     p.add_argument("--temperature", default="auto", help="'auto' or a fixed float > 0")
@@ -168,20 +212,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DEMOS.npz",
-        help="behaviour-clone a GaussianAnchor on these demonstrations (ebrl.data.demos, e.g. "
-        "`python -m ebrl.data.demos pendulum --out demos.npz`) and regularise the policy toward "
-        "it by KL (default: uniform anchor, i.e. max-entropy RL)",
+        help="behaviour-clone an anchor (GaussianAnchor for sac, CategoricalAnchor for softq) "
+        "on these demonstrations (ebrl.data.demos, e.g. `python -m ebrl.data.demos pendulum "
+        "--out demos.npz`) and regularise the policy toward it by KL (default: uniform anchor, "
+        "i.e. max-entropy RL)",
     )
     p.add_argument(
         "--plain-sac",
         action="store_true",
-        help="the plain-SAC configuration (1 particle, no MALA, no anchor mixing)",
+        help="sac only: the plain-SAC configuration (1 particle, no MALA, no anchor mixing)",
     )
     p.add_argument(
         "--logdir",
         type=Path,
         default=Path("runs"),
-        help="TensorBoard logs go to LOGDIR/<env>_<algo>_<seed>",
+        help="TensorBoard logs go to LOGDIR/<env>_<algo>_<seed> (default: runs)",
     )
     p.add_argument(
         "--out",
@@ -199,22 +244,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "machine, on one)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_config_arguments(p, SACConfig)
+    _add_config_arguments(p, configs)
     p.set_defaults(run=_run_train)
 
 
 DEFAULT_TRAIN_STEPS = 10_000
-# Per-env hyperparameters from RL-Zoo (hyperparams/sac.yml), applied unless given as flags.
-ENV_PRESETS = {"Pendulum-v1": {"learning_rate": 1e-3}}
 
 
 def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
-    """A GaussianAnchor fitted to the demonstrations in ``path`` (which must be for ``env_id``)."""
+    """An anchor fitted to the demonstrations in ``path`` (which must be for ``env_id``): a
+    ``CategoricalAnchor`` for discrete actions, a ``GaussianAnchor`` for a Box."""
+    import gymnasium as gym
     import numpy as np
 
     from ebrl.agents import make_env
     from ebrl.data.demos import Demonstrations
-    from ebrl.policies import GaussianAnchor, fit_behaviour_cloning
+    from ebrl.policies import CategoricalAnchor, GaussianAnchor, fit_behaviour_cloning
 
     if not path.is_file():
         raise ValueError(f"--anchor: no demonstrations file at {path}")
@@ -226,7 +271,10 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
         )
     env = make_env(env_id)
     obs_dim = int(np.prod(env.observation_space.shape))
-    anchor = GaussianAnchor(obs_dim, env.action_space)
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        anchor = CategoricalAnchor(obs_dim, env.action_space)
+    else:
+        anchor = GaussianAnchor(obs_dim, env.action_space)
     env.close()
     report = fit_behaviour_cloning(
         anchor, demos.observations.reshape(len(demos), -1), demos.actions, seed=seed
@@ -240,24 +288,40 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
 
 
 def _run_train(args: argparse.Namespace) -> dict:
-    from ebrl.agents.sac import SAC, SACConfig
+    from ebrl.agents import SAC, SoftQ
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.eval_episodes < 1:
+        raise ValueError(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
+    if args.plain_sac and args.algo != "sac":
+        raise ValueError("--plain-sac: only for --algo sac")
     import torch
 
     torch.set_num_threads(args.threads)
-    temperature = args.temperature if args.temperature == "auto" else float(args.temperature)
-    overrides = {**ENV_PRESETS.get(args.env, {}), **_config_overrides(args, SACConfig)}
-    config = SACConfig.plain(**overrides) if args.plain_sac else SACConfig(**overrides)
+    temperature = args.temperature
+    if temperature != "auto":
+        try:
+            temperature = float(temperature)
+        except ValueError as err:
+            raise ValueError(
+                f"--temperature must be 'auto' or a float > 0, got {temperature!r}"
+            ) from err
+    cls = _configs()[args.algo]
+    overrides = _config_overrides(args, cls)
+    if args.plain_sac:
+        from ebrl.agents.sac import PLAIN_SAC
+
+        overrides = {**PLAIN_SAC, **overrides}
+    config = cls.for_env(args.env, **overrides)
     run_dir = args.logdir / f"{args.env.replace('/', '_')}_{args.algo}_{args.seed}"
     start = time.perf_counter()
     anchor, bc = (
         _behaviour_cloned_anchor(args.anchor, args.env, args.seed) if args.anchor else (None, None)
     )
-    agent = SAC(
+    agent = {"sac": SAC, "softq": SoftQ}[args.algo](
         args.env,
         anchor=anchor,
         temperature=temperature,
@@ -269,8 +333,8 @@ def _run_train(args: argparse.Namespace) -> dict:
     )
     agent.learn(args.steps, progress_bar=not args.no_progress)
     train_s = time.perf_counter() - start
+    out = agent.save(args.out or run_dir / "model.pt")  # saved before evaluating: never lost
     evaluation = agent.evaluate(args.eval_episodes)
-    out = agent.save(args.out or run_dir / "model.pt")
     return {
         "env": args.env,
         "algo": args.algo,
@@ -294,8 +358,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="evaluate a saved agent",
-        description="Loads a checkpoint written by `ebrl train` and prints the mean "
-        "and std of the return over fresh episodes as JSON.",
+        description="Loads a checkpoint written by `ebrl train` (SAC or SoftQ) and prints the "
+        "mean and std of the return over fresh episodes as JSON.",
     )
     p.add_argument("checkpoint", type=Path, help="path to model.pt")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
@@ -305,13 +369,16 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> dict:
-    from ebrl.agents.sac import SAC
+    from ebrl.agents import load_agent
 
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     start = time.perf_counter()
-    agent = SAC.load(args.checkpoint)
+    agent = load_agent(args.checkpoint)
     result = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
     return {
         "env": agent.env_id,
+        "algo": type(agent).__name__.lower(),
         "checkpoint": str(args.checkpoint),
         "episodes": args.episodes,
         "mean_return": round(result["mean_return"], 2),

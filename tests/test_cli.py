@@ -1,10 +1,11 @@
 """The `ebrl` console script: train -> checkpoint -> evaluate, JSON output, clear errors."""
 
+import dataclasses
 import json
 
 import pytest
 
-from ebrl.agents import SACConfig
+from ebrl.agents import SACConfig, SoftQConfig
 from ebrl.cli import field_docs, main
 
 TINY = ["--hidden-sizes", "32", "32", "--batch-size", "32", "--learning-starts", "100"]
@@ -56,7 +57,8 @@ def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_every_config_field_has_help():
-    docs = field_docs(SACConfig)
-    missing = [f for f in SACConfig.__dataclass_fields__ if f not in docs]
+@pytest.mark.parametrize("config", [SACConfig, SoftQConfig])
+def test_every_config_field_has_help(config):
+    docs = field_docs(config)
+    missing = [f.name for f in dataclasses.fields(config) if f.name not in docs]
     assert not missing

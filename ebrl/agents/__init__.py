@@ -2,9 +2,13 @@
 Q-learning (discrete actions), with their buffer and evaluation helpers."""
 
 from ebrl.agents.buffer import ReplayBuffer, Transitions
-from ebrl.agents.core import OffPolicyAgent, OffPolicyConfig, polyak_update
+from ebrl.agents.checkpoint import load_agent
+from ebrl.agents.config import OffPolicyConfig
+from ebrl.agents.core import OffPolicyAgent
 from ebrl.agents.evaluation import evaluate_policy, make_env, make_vector_env
 from ebrl.agents.sac import SAC, SACConfig
+from ebrl.agents.softq import SoftQ, SoftQConfig
+from ebrl.agents.updates import polyak_update
 
 __all__ = [
     "SAC",
@@ -12,8 +16,11 @@ __all__ = [
     "OffPolicyConfig",
     "ReplayBuffer",
     "SACConfig",
+    "SoftQ",
+    "SoftQConfig",
     "Transitions",
     "evaluate_policy",
+    "load_agent",
     "make_env",
     "make_vector_env",
     "polyak_update",

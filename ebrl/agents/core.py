@@ -19,13 +19,10 @@ and the progress bar, ``predict`` (SB3's signature), ``evaluate``, and one check
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,127 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ebrl.agents import checkpoint
 from ebrl.agents.buffer import ReplayBuffer, Transitions
+from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.evaluation import evaluate_policy, make_vector_env
 from ebrl.logging import RunLogger
+from ebrl.policies import AnchoredPolicy
 
-__all__ = ["OffPolicyAgent", "OffPolicyConfig", "frozen", "polyak_update"]
-
-CHECKPOINT_FORMAT = "ebrl.agent/1"
-
-
-@dataclass(frozen=True)
-class OffPolicyConfig:
-    """What every off-policy agent shares (field docs become ``ebrl train --help``)."""
-
-    learning_rate: float = 3e-4
-    """Adam learning rate of every network and of the temperature."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity (transitions)."""
-    learning_starts: int = 100
-    """Env steps (all envs together) of anchor-sampled actions before the first update."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    gamma: float = 0.99
-    """Discount factor."""
-    train_freq: int = 1
-    """Vector-env steps between updates."""
-    gradient_steps: int = 1
-    """Gradient steps per update."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths of the networks."""
-    initial_temperature: float = 1.0
-    """Starting temperature T (the entropy / KL coefficient alpha)."""
-    temperature_bounds: tuple[float, float] = (1e-4, 1e3)
-    """The automatic temperature is clamped to this range so it cannot run away."""
-    target_entropy: float | None = None
-    """Entropy target of the automatic temperature without an anchor (default per agent)."""
-    target_kl: float | None = None
-    """KL-to-anchor target of the automatic temperature with an anchor (default per agent)."""
-    log_interval: int = 1000
-    """Env steps between TensorBoard writes."""
-
-    # (name, kind) for __post_init__: "int>=1", "int>=0", "float>0", "[0,1]"
-    _checks: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("learning_rate", "float>0"),
-        ("buffer_size", "int>=1"),
-        ("learning_starts", "int>=0"),
-        ("batch_size", "int>=1"),
-        ("gamma", "[0,1]"),
-        ("train_freq", "int>=1"),
-        ("gradient_steps", "int>=1"),
-        ("initial_temperature", "float>0"),
-        ("log_interval", "int>=1"),
-    )
-
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        for name, kind in self._checks:
-            value = getattr(self, name)
-            if kind.startswith("int"):
-                minimum = int(kind[-1])
-                if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                    raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
-            elif kind == "float>0" and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{owner}: {name} must be finite and > 0, got {value!r}")
-            elif kind == "[0,1]" and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{owner}: {name} must be in [0, 1], got {value!r}")
-        for name in ("target_entropy", "target_kl"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
-                raise ValueError(f"{owner}: {name} must be None or a finite number, got {value!r}")
-        if self.target_kl is not None and self.target_kl < 0:
-            raise ValueError(f"{owner}: target_kl must be >= 0, got {self.target_kl!r}")
-        lo, hi = self.temperature_bounds
-        if not 0 < lo <= self.initial_temperature <= hi < math.inf:
-            raise ValueError(
-                f"{owner}: need 0 < temperature_bounds[0] <= initial_temperature <= "
-                f"temperature_bounds[1] < inf, got {self.temperature_bounds}, "
-                f"{self.initial_temperature}"
-            )
-        if not self.hidden_sizes or any(
-            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes
-        ):
-            raise ValueError(
-                f"{owner}: hidden_sizes must be positive ints, got {self.hidden_sizes!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, values: dict) -> OffPolicyConfig:
-        """The config from :func:`dataclasses.asdict` output (lists back to tuples)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-@torch.no_grad()
-def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
-    """``target <- (1 - tau) target + tau source``, in place (one fused op per tensor list)."""
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
-
-
-@contextlib.contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Parameters of ``modules`` take no gradient inside the block (the graph built there does
-    not reach them), and get their ``requires_grad`` back after it: a loss computed inside puts
-    gradients only on its owner's parameters."""
-    params = [p for m in modules for p in m.parameters()]
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
+__all__ = ["OffPolicyAgent"]
 
 
 @dataclass
@@ -185,16 +69,24 @@ def _check_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
 class OffPolicyAgent:
     """The shared part of every off-policy agent (see the module docstring).
 
-    Subclasses set ``config_class`` and implement ``_check_action_space``, ``act``, ``explore``,
-    ``update``, ``modules``, ``optimizers`` and ``to_env``; they may add to ``extra_state``.
+    Subclasses set ``config_class`` and ``_policy`` (an :class:`~ebrl.policies.AnchoredPolicy`)
+    and implement ``_check_action_space``, ``act``, ``explore``, ``update``, ``modules`` (the
+    user's anchor is added to them), ``optimizers`` and ``to_env``; they may add
+    ``extra_state`` / ``load_extra_state``.
     """
 
     config_class: ClassVar[type[OffPolicyConfig]] = OffPolicyConfig
     action_dtype: ClassVar[torch.dtype] = torch.float32
+    registry: ClassVar[dict[str, type[OffPolicyAgent]]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        OffPolicyAgent.registry[cls.__name__] = cls
 
     def __init__(
         self,
         env: str | gym.Env | gym.vector.VectorEnv,
+        anchor: nn.Module | None,
         temperature: str | float,
         seed: int,
         device: str | torch.device,
@@ -235,6 +127,10 @@ class OffPolicyAgent:
             ) from err
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"{name}: device {device!r} requested but CUDA is not available")
+        if anchor is not None and not callable(anchor):
+            raise TypeError(f"{name}: anchor must be a module obs -> Distribution, got {anchor!r}")
+        self.user_anchor = anchor
+        self.entropy_mode = anchor is None
         self.seed, self.tensorboard_log = seed, tensorboard_log
         self.auto_temperature = temperature == "auto"
         self.envs, self.env_id = make_vector_env(env, num_envs, seed)
@@ -289,16 +185,27 @@ class OffPolicyAgent:
         raise NotImplementedError
 
     def extra_state(self) -> dict:
-        """Plain data the checkpoint needs besides modules and optimisers: whether the agent
-        has an anchor, and how to rebuild it (its class and ``spec``, where it has one)."""
-        anchor = getattr(self, "user_anchor", None)
-        return {
-            "has_anchor": anchor is not None,
-            "anchor_class": None if anchor is None else type(anchor).__name__,
-            "anchor_spec": getattr(anchor, "spec", None),
-        }
+        """Plain data the checkpoint needs besides modules, optimisers and counters."""
+        return {}
 
     # ------------------------------------------------------------------ shared
+
+    @property
+    def policy(self) -> AnchoredPolicy:
+        """The energy policy ``anchor · exp(Q / T)`` at the agent's current temperature; assign
+        another :class:`~ebrl.policies.AnchoredPolicy` (e.g. with another sampler, or a
+        composed cost) and the agent acts with it."""
+        self._policy.temperature = self.temperature
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: AnchoredPolicy) -> None:
+        if not isinstance(policy, AnchoredPolicy):
+            raise TypeError(
+                f"{type(self).__name__}.policy must be an AnchoredPolicy, got "
+                f"{type(policy).__name__}"
+            )
+        self._policy = policy
 
     @property
     def temperature(self) -> Tensor:
@@ -441,60 +348,12 @@ class OffPolicyAgent:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
-        """Everything :meth:`load` needs, as tensors and plain data (``weights_only`` safe)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "algo": type(self).__name__,
-            "config": asdict(self.config),
-            "env_id": self.env_id,
-            "observation_shape": list(self.observation_space.shape),
-            "action_space": _space_summary(self.action_space),
-            "auto_temperature": self.auto_temperature,
-            "seed": self.seed,
-            "num_timesteps": self.num_timesteps,
-            "log_temperature": self.log_temperature.detach().cpu(),
-            "modules": {k: m.state_dict() for k, m in self.modules().items()},
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
-            "generator": self.generator.get_state(),
-            "extra": self.extra_state(),
-        }
+        """The whole checkpoint (:mod:`ebrl.agents.checkpoint`) as tensors and plain data."""
+        return checkpoint.state_dict(self)
 
     def save(self, path: str | Path) -> Path:
         """Writes :meth:`state_dict` atomically (a temporary file, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
-
-    @classmethod
-    def read_checkpoint(cls, path: str | Path) -> dict:
-        """The checkpoint's state dict (``weights_only=True``), checked to be this agent's."""
-        name = cls.__name__
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{name}.load: no checkpoint at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # pickle payloads, truncated or random files
-            raise ValueError(
-                f"{name}.load: {path} is not a readable ebrl checkpoint "
-                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-            ) from err
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{name}.load: {path} is not an ebrl agent checkpoint")
-        if state.get("algo") != name:
-            raise ValueError(
-                f"{name}.load: {path} holds a {state.get('algo')} agent; use "
-                f"ebrl.{state.get('algo')}.load"
-            )
-        return state
+        return checkpoint.save_atomically(self.state_dict(), path)
 
     @classmethod
     def load(
@@ -512,70 +371,7 @@ class OffPolicyAgent:
         alone, any other anchor module from ``anchor=`` (the same architecture; its weights are
         restored from the checkpoint).
         """
-        name = cls.__name__
-        state = cls.read_checkpoint(path)
-        extra = state["extra"]
-        if extra["has_anchor"] and anchor is None:
-            anchor = _rebuild_anchor(extra["anchor_class"], extra["anchor_spec"])
-            if anchor is None:
-                raise ValueError(
-                    f"{name}.load: this agent was trained with an anchor; pass anchor= "
-                    "(a module of the same architecture)"
-                )
-        env = state["env_id"] if env is None else env
-        if env is None:
-            raise ValueError(f"{name}.load: the checkpoint has no env id; pass env=")
-        config = cls.config_class.from_dict(state["config"])
-        temperature = "auto" if state["auto_temperature"] else float(state["log_temperature"].exp())
-        agent = cls(
-            env,
-            anchor=anchor,
-            temperature=temperature,
-            seed=state["seed"],
-            device=device,
-            config=config,
-            **kwargs,
-        )
-        agent.load_state_dict(state)
-        return agent
+        return checkpoint.load(cls, path, env, anchor, device, **kwargs)
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restores networks, optimisers, temperature, generator and counters from ``state``
-        (the spaces must match this agent's)."""
-        name = type(self).__name__
-        got = (list(self.observation_space.shape), _space_summary(self.action_space))
-        want = (state["observation_shape"], state["action_space"])
-        if got != want:
-            raise ValueError(
-                f"{name}.load: env spaces (obs shape, action space) {got} do not match the "
-                f"checkpoint's {want} (a checkpoint from another env?)"
-            )
-        for key, module in self.modules().items():
-            module.load_state_dict(state["modules"][key])
-        for key, optimizer in self.optimizers().items():
-            optimizer.load_state_dict(state["optimizers"][key])
-        with torch.no_grad():
-            self.log_temperature.copy_(state["log_temperature"])
-        if self.generator.device.type == "cpu":  # the same random stream as the saved agent
-            self.generator.set_state(state["generator"])
-        self.num_timesteps = int(state["num_timesteps"])
-
-
-def _rebuild_anchor(class_name: str | None, spec: dict | None) -> nn.Module | None:
-    """An untrained ebrl anchor of the saved architecture (its weights load after), or None."""
-    from ebrl import policies
-
-    cls = getattr(policies, class_name or "", None)
-    if spec is None or not hasattr(cls, "from_spec"):
-        return None
-    return cls.from_spec(spec)
-
-
-def _space_summary(space: gym.Space) -> dict:
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n)}
-    return {
-        "type": type(space).__name__,
-        "low": np.asarray(space.low).tolist(),
-        "high": np.asarray(space.high).tolist(),
-    }
+    def load_extra_state(self, extra: dict) -> None:
+        """Restores what :meth:`extra_state` saved."""

@@ -48,13 +48,19 @@ from torch import Tensor, nn
 from torch.distributions import AffineTransform, Distribution, TransformedDistribution
 
 from ebrl.agents.buffer import Transitions
-from ebrl.agents.core import OffPolicyAgent, OffPolicyConfig, frozen, polyak_update
+from ebrl.agents.config import OffPolicyConfig
+from ebrl.agents.core import OffPolicyAgent
 from ebrl.agents.critics import QEnsemble
+from ebrl.agents.updates import frozen, polyak_update, temperature_loss
 from ebrl.policies import AnchoredPolicy, GaussianAnchor, UniformAnchor
 from ebrl.samplers import MALA, Chain, ImportanceSampler, Mixture, draw, log_normalizer
 from ebrl.samplers.proposal import ProposalSampler
 
 __all__ = ["SAC", "SACConfig", "SACNetworks", "actor_loss", "critic_loss", "temperature_loss"]
+
+
+# The fields that make the energy policy plain SAC: the actor's own sample and mode.
+PLAIN_SAC = {"n_particles": 1, "anchor_mix": 0.0, "mala_steps": 0, "mode_steps": 0}
 
 
 @dataclass(frozen=True)
@@ -119,8 +125,7 @@ class SACConfig(OffPolicyConfig):
     @classmethod
     def plain(cls, **overrides) -> SACConfig:
         """The configuration in which the agent is exactly SAC (Haarnoja et al. 2018)."""
-        plain = {"n_particles": 1, "anchor_mix": 0.0, "mala_steps": 0, "mode_steps": 0}
-        return cls(**{**plain, **overrides})
+        return cls(**{**PLAIN_SAC, **overrides})
 
     @property
     def is_plain(self) -> bool:
@@ -243,16 +248,6 @@ def actor_loss(
     return loss, {"actor_loss": loss, "kl_to_anchor": reg.detach().mean()}
 
 
-def temperature_loss(
-    log_temperature: Tensor, regularizer: Tensor, bound: float
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Dual of the constraint ``E[log q - log anchor] <= bound``, eq. (18):
-    ``-log T (E[log q - log anchor] - bound)`` (SAC's entropy constraint ``-E[log q] >= H``
-    is ``bound = -H``). ``regularizer`` is the detached estimate of ``E[log q - log anchor]``."""
-    loss = -(log_temperature * (regularizer.detach() - bound))
-    return loss, {"temperature_loss": loss}
-
-
 # ----------------------------------------------------------------------------- the agent
 
 
@@ -297,16 +292,21 @@ class SAC(OffPolicyAgent):
         **hyperparameters,
     ):
         super().__init__(
-            env, temperature, seed, device, tensorboard_log, num_envs, config, hyperparameters
+            env,
+            anchor,
+            temperature,
+            seed,
+            device,
+            tensorboard_log,
+            num_envs,
+            config,
+            hyperparameters,
         )
         cfg = self.config
         self.act_dim = act_dim = self.action_space.shape[0]
         as_tensor = {"dtype": torch.float32, "device": self.device}
         self.action_low = torch.as_tensor(self.action_space.low, **as_tensor)
         self.action_high = torch.as_tensor(self.action_space.high, **as_tensor)
-        if anchor is not None and not callable(anchor):
-            raise TypeError(f"SAC: anchor must be a module obs -> Distribution, got {anchor!r}")
-        self.user_anchor = anchor
         box_anchor = None
         if anchor is not None:
             box_anchor = _BoxAnchor(anchor, self.action_low.cpu(), self.action_high.cpu())
@@ -317,7 +317,6 @@ class SAC(OffPolicyAgent):
             self.nets = SACNetworks(self.obs_dim, act_dim, cfg, box_anchor).to(self.device)
         self.actor, self.critic = self.nets.actor, self.nets.critic
         self.critic_target, self.anchor = self.nets.critic_target, self.nets.anchor
-        self.entropy_mode = anchor is None
         if self.entropy_mode:
             self.target = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
         else:
@@ -354,19 +353,6 @@ class SAC(OffPolicyAgent):
                 f"SAC: the action space must be bounded (finite low/high), got {space}"
             )
         return space
-
-    @property
-    def policy(self) -> AnchoredPolicy:
-        """The energy policy ``anchor · exp(Q / T)`` at the agent's current temperature; assign
-        another :class:`~ebrl.policies.AnchoredPolicy` (e.g. another sampler) to act with it."""
-        self._policy.temperature = self.temperature
-        return self._policy
-
-    @policy.setter
-    def policy(self, policy: AnchoredPolicy) -> None:
-        if not isinstance(policy, AnchoredPolicy):
-            raise TypeError(f"SAC.policy must be an AnchoredPolicy, got {type(policy).__name__}")
-        self._policy = policy
 
     # ------------------------------------------------------------------ acting
 
@@ -428,8 +414,7 @@ class SAC(OffPolicyAgent):
     # ------------------------------------------------------------------ checkpoints
 
     def modules(self) -> dict[str, nn.Module]:
-        out = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
-        return out if self.user_anchor is None else {**out, "anchor": self.user_anchor}
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {

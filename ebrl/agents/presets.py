@@ -1,0 +1,50 @@
+"""Per-env hyperparameter presets, one table for the Python API (``SACConfig.for_env``,
+``SoftQConfig.for_env``) and the CLI (``ebrl train`` applies them unless a flag says otherwise).
+
+Sources: RL-Zoo (rl-baselines3-zoo, ``hyperparams/sac.yml`` and ``hyperparams/dqn.yml``), the
+tuned values Stable-Baselines3 users start from; only fields ebrl's configs have are taken.
+LunarLander-v3 uses RL-Zoo's LunarLander-v2 values (same task; gymnasium renamed it).
+"""
+
+from __future__ import annotations
+
+__all__ = ["PRESETS", "preset"]
+
+PRESETS: dict[str, dict[str, dict]] = {
+    "SACConfig": {
+        # sac.yml Pendulum-v1: learning_rate 1e-3 (other fields are SB3's defaults).
+        "Pendulum-v1": {"learning_rate": 1e-3},
+    },
+    "SoftQConfig": {
+        # dqn.yml CartPole-v1 (SoftQConfig's defaults are these values).
+        "CartPole-v1": {
+            "learning_rate": 2.3e-3,
+            "batch_size": 64,
+            "buffer_size": 100_000,
+            "learning_starts": 1000,
+            "gamma": 0.99,
+            "train_freq": 256,
+            "gradient_steps": 128,
+            "hidden_sizes": (256, 256),
+        },
+        # dqn.yml LunarLander-v2: target_update_interval 250 env steps at one gradient step per
+        # env step (train_freq 4, gradient_steps -1 = 4) is 250 gradient steps.
+        "LunarLander-v3": {
+            "learning_rate": 6.3e-4,
+            "batch_size": 128,
+            "buffer_size": 50_000,
+            "learning_starts": 0,
+            "gamma": 0.99,
+            "train_freq": 4,
+            "gradient_steps": 4,
+            "target_update_interval": 250,
+            "hidden_sizes": (256, 256),
+        },
+    },
+}
+
+
+def preset(config_name: str, env_id: str | None) -> dict:
+    """The preset overrides of ``config_name`` (e.g. ``"SoftQConfig"``) for ``env_id`` ({} if
+    none)."""
+    return dict(PRESETS.get(config_name, {}).get(env_id, {}))

@@ -1,0 +1,351 @@
+"""Soft Q-learning for discrete actions: ``pi(a|s) = softmax(log anchor(a|s) + Q(s, a) / T)``,
+exact.
+
+Top to bottom: config -> networks -> losses -> one update -> the agent. Collection, scheduling,
+logging, evaluation and checkpoints live in the off-policy core (:mod:`ebrl.agents.core`).
+
+- ``anchor=None``: the uniform anchor, i.e. soft (maximum-entropy) DQN. As in SAC the entropy,
+  not the KL to the uniform (they differ by ``log n``), is the regulariser, so the soft value
+  is ``V(s) = T log sum_a exp(Q(s, a) / T)``.
+- a given anchor (e.g. a behaviour-cloned :class:`~ebrl.policies.CategoricalAnchor`): piKL,
+  ``V(s) = T log sum_a anchor(a|s) exp(Q(s, a) / T)``; actions of anchor probability 0 are
+  never taken, whatever their Q (their logit is ``-inf``, not a clamped finite number).
+
+The critic regresses ``Q(s, a)`` on ``r + gamma (1 - terminated) V'(s')`` with the exact soft
+value of a target network ``Q'`` (Haarnoja et al. 2017, eq. 2-3; the discrete case of soft
+Q-learning), Huber loss and gradient-norm clipping as DQN (Mnih et al. 2015). The temperature
+is fixed or tuned toward a target entropy / KL (Haarnoja et al. 2018b eq. 18, exact here: the
+policy's entropy is a sum over actions). Hyperparameter presets for the classic tasks come from
+RL-Zoo's tuned DQN values (:mod:`ebrl.agents.presets`).
+
+References:
+    Haarnoja et al. (2017), "Reinforcement Learning with Deep Energy-Based Policies", ICML;
+    Mnih et al. (2015), "Human-level control through deep reinforcement learning", Nature;
+    van Hasselt et al. (2016), "Deep Reinforcement Learning with Double Q-learning" (the
+    ``double_q`` option); Jacob et al. (2022), "Modeling Strong and Human-Like Gameplay with
+    KL-Regularized Search" (piKL).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical
+
+from ebrl.agents.buffer import Transitions
+from ebrl.agents.config import OffPolicyConfig
+from ebrl.agents.core import OffPolicyAgent
+from ebrl.agents.updates import polyak_update, temperature_loss
+from ebrl.networks import mlp
+from ebrl.policies import AnchoredPolicy, UniformAnchor, categorical_log_probs
+
+__all__ = ["SoftQ", "SoftQConfig", "SoftQNetworks", "q_loss", "soft_temperature_loss"]
+
+
+@dataclass(frozen=True)
+class SoftQConfig(OffPolicyConfig):
+    """Hyperparameters of :class:`SoftQ` (field docs become ``ebrl train --algo softq --help``).
+
+    The defaults are RL-Zoo's DQN values for CartPole-v1 (hyperparams/dqn.yml);
+    :meth:`for_env` applies the tuned values of other tasks.
+    """
+
+    learning_rate: float = 2.3e-3
+    """Adam learning rate of the Q-network and the temperature."""
+    buffer_size: int = 100_000
+    """Replay buffer capacity (transitions)."""
+    learning_starts: int = 1000
+    """Env steps (all envs together) of anchor-sampled actions before the first update."""
+    batch_size: int = 64
+    """Transitions per gradient step."""
+    train_freq: int = 256
+    """Vector-env steps between updates."""
+    gradient_steps: int = 128
+    """Gradient steps per update."""
+    target_entropy: float | None = None
+    """Entropy target (nats) of the automatic temperature without an anchor (default
+    0.2 log(n_actions), about the entropy of DQN's final epsilon-greedy policy)."""
+    target_kl: float | None = None
+    """KL-to-anchor target (nats) with an anchor (default 0.8 log(n_actions), the KL to the
+    uniform that the default entropy target amounts to)."""
+    target_update_interval: int = 128
+    """Gradient steps between target-network updates."""
+    tau: float = 1.0
+    """Target update coefficient (1: copy, as DQN; < 1: Polyak averaging)."""
+    loss: str = "huber"
+    """Bellman regression loss: "huber" (smooth L1, as DQN) or "mse"."""
+    double_q: bool = False
+    """Weigh the target network's Q by the online network's policy in the soft value
+    (double Q-learning's decoupling) instead of the target network's own soft value."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip of the Q-network (as SB3's DQN)."""
+
+    _checks = (
+        *OffPolicyConfig._checks,
+        ("target_update_interval", "int>=1"),
+        ("tau", "[0,1]"),
+        ("max_grad_norm", "float>0"),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss not in ("huber", "mse"):
+            raise ValueError(f"SoftQConfig: loss must be 'huber' or 'mse', got {self.loss!r}")
+        if not isinstance(self.double_q, bool):
+            raise TypeError(f"SoftQConfig: double_q must be a bool, got {self.double_q!r}")
+        if self.tau == 0:
+            raise ValueError("SoftQConfig: tau must be > 0 (0 never updates the target network)")
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+class SoftQNetworks(nn.Module):
+    """The Q-network ``obs -> [n_actions]``, its target copy, and the anchor."""
+
+    def __init__(
+        self, obs_dim: int, n_actions: int, config: SoftQConfig, anchor: nn.Module | None = None
+    ):
+        super().__init__()
+        self.q = mlp(obs_dim, config.hidden_sizes, n_actions, "relu")
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.entropy_mode = anchor is None
+        self.anchor = UniformAnchor(gym.spaces.Discrete(n_actions)) if anchor is None else anchor
+
+    def log_anchor(self, obs: Tensor) -> Tensor:
+        """``log anchor(.|s)``, ``[B, n]`` (``-inf`` where 0); in entropy mode the counting
+        measure's 0 for every action."""
+        if self.entropy_mode:
+            return obs.new_zeros(obs.shape[0], self.q[-1].out_features)
+        with torch.no_grad():
+            return categorical_log_probs(self.anchor(obs))
+
+    def log_policy(self, obs: Tensor, q: Tensor, temperature: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log pi, log anchor)``, each ``[B, n]``: ``log_softmax(log anchor + Q / T)``."""
+        log_anchor = self.log_anchor(obs)
+        logits = torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / temperature)
+        return torch.log_softmax(logits, -1), log_anchor
+
+
+def _regulariser(log_pi: Tensor, log_anchor: Tensor) -> Tensor:
+    """``sum_a pi (log pi - log anchor)`` per state (0 terms where pi = 0): the KL to the anchor,
+    or minus the entropy in entropy mode (``log anchor = 0``)."""
+    pi = log_pi.exp()
+    return torch.where(pi > 0, pi * (log_pi - log_anchor), 0.0).sum(-1)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def q_loss(
+    nets: SoftQNetworks,
+    batch: Transitions,
+    temperature: Tensor,
+    *,
+    gamma: float,
+    loss: str = "huber",
+    double_q: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Soft Bellman regression of ``Q(s, a)`` on ``y = r + gamma (1 - d) V'(s')`` (no gradient
+    into the target; only the Q-network gets one).
+
+    ``V'(s') = T log sum_a anchor(a|s') exp(Q'(s', a) / T)`` (exact, target network), or with
+    ``double_q`` ``sum_a pi(a|s') [Q'(s', a) - T log(pi(a|s') / anchor(a|s'))]`` with ``pi`` the
+    online network's policy.
+    """
+    with torch.no_grad():
+        q_next = nets.q_target(batch.next_obs)
+        if double_q:
+            log_pi, log_anchor = nets.log_policy(
+                batch.next_obs, nets.q(batch.next_obs), temperature
+            )
+            pi = log_pi.exp()
+            expected_q = torch.where(pi > 0, pi * q_next, 0.0).sum(-1)
+            value = expected_q - temperature * _regulariser(log_pi, log_anchor)
+        else:
+            log_anchor = nets.log_anchor(batch.next_obs)
+            scaled = torch.where(
+                log_anchor == -math.inf, -math.inf, log_anchor + q_next / temperature
+            )
+            value = temperature * torch.logsumexp(scaled, -1)
+        target = batch.rewards + gamma * (1 - batch.terminated) * value
+    q = nets.q(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    if loss == "huber":
+        value_loss = nn.functional.smooth_l1_loss(q, target)
+    else:
+        value_loss = nn.functional.mse_loss(q, target)
+    return value_loss, {"q_loss": value_loss, "q_mean": q.mean(), "target_mean": target.mean()}
+
+
+def soft_temperature_loss(
+    nets: SoftQNetworks, obs: Tensor, log_temperature: Tensor, bound: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`~ebrl.agents.core.temperature_loss` with the exact ``E_s[KL(pi || anchor)]`` (or
+    minus the entropy) of the current policy on ``obs`` (only ``log T`` gets a gradient)."""
+    with torch.no_grad():
+        temperature = log_temperature.exp()
+        log_pi, log_anchor = nets.log_policy(obs, nets.q(obs), temperature)
+        reg = _regulariser(log_pi, log_anchor).mean()
+    loss, terms = temperature_loss(log_temperature, reg, bound)
+    name = "entropy" if nets.entropy_mode else "kl_to_anchor"
+    return loss, {**terms, name: -reg if nets.entropy_mode else reg}
+
+
+# ----------------------------------------------------------------------------- the agent
+
+
+class SoftQ(OffPolicyAgent):
+    """Soft Q-learning (discrete actions) with an anchor, Stable-Baselines3-shaped.
+
+    Args:
+        env: a gymnasium env id, env, or vector env (``Discrete`` actions, Box observations).
+        anchor: ``None`` (uniform: soft DQN) or a module ``obs[B, o] -> Categorical`` over the
+            ``n`` actions (e.g. a behaviour-cloned :class:`~ebrl.policies.CategoricalAnchor`):
+            the policy is regularised toward it (piKL).
+        temperature: ``"auto"`` (tuned toward the entropy / KL target) or a fixed float > 0.
+        seed: seeds the networks, the sampling generator, and the envs.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+        tensorboard_log: directory for TensorBoard scalars (``None``: no logging).
+        num_envs: parallel envs when ``env`` is an id.
+        config: a :class:`SoftQConfig` (e.g. ``SoftQConfig.for_env("LunarLander-v3")``);
+            ``**hyperparameters`` override its fields.
+
+    Example:
+        >>> agent = SoftQ("CartPole-v1", seed=0)                        # doctest: +SKIP
+        >>> agent.learn(50_000)                                         # doctest: +SKIP
+        >>> agent.evaluate(10)["mean_return"]                           # doctest: +SKIP
+    """
+
+    config_class = SoftQConfig
+    action_dtype = torch.int64
+
+    def __init__(
+        self,
+        env: str | gym.Env | gym.vector.VectorEnv,
+        anchor: nn.Module | None = None,
+        temperature: str | float = "auto",
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        tensorboard_log: str | Path | None = None,
+        num_envs: int = 1,
+        config: SoftQConfig | None = None,
+        **hyperparameters,
+    ):
+        super().__init__(
+            env,
+            anchor,
+            temperature,
+            seed,
+            device,
+            tensorboard_log,
+            num_envs,
+            config,
+            hyperparameters,
+        )
+        cfg = self.config
+        self.n_actions = n = int(self.action_space.n)
+        self.action_start = int(self.action_space.start)
+        if anchor is not None:
+            _check_anchor(anchor, self.obs_dim, n)
+        with torch.random.fork_rng(devices=[]):  # seeded init; the caller's global RNG is kept
+            torch.random.default_generator.manual_seed(seed)
+            self.nets = SoftQNetworks(self.obs_dim, n, cfg, anchor).to(self.device)
+        if self.entropy_mode:
+            default = 0.2 * math.log(n)
+            self.target = default if cfg.target_entropy is None else cfg.target_entropy
+        else:
+            self.target = 0.8 * math.log(n) if cfg.target_kl is None else cfg.target_kl
+        adam = {"lr": cfg.learning_rate, "fused": True}
+        self.q_optimizer = torch.optim.Adam(self.nets.q.parameters(), **adam)
+        self.temperature_optimizer = torch.optim.Adam([self.log_temperature], **adam)
+        self._policy = AnchoredPolicy(self.nets.anchor, self.nets.q, self.temperature)
+        self.gradient_steps_done = 0
+
+    @staticmethod
+    def _check_action_space(space: gym.Space) -> gym.spaces.Discrete:
+        if not isinstance(space, gym.spaces.Discrete):
+            raise ValueError(f"SoftQ: supports Discrete action spaces; got {space} (use SAC)")
+        return space
+
+    # ------------------------------------------------------------------ acting
+
+    def act(self, obs: Tensor, deterministic: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        """Action indices ``[B]``: a draw of the exact policy, or its argmax."""
+        return self.policy.act(obs, deterministic, self.generator), {}
+
+    def explore(self, obs: Tensor) -> Tensor:
+        probs = categorical_log_probs(self.nets.anchor(obs)).exp()
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+    def to_env(self, actions: Tensor) -> np.ndarray:
+        return actions.cpu().numpy() + self.action_start
+
+    # ------------------------------------------------------------------ one update
+
+    def update(self, batch: Transitions) -> dict[str, Tensor]:
+        """One gradient step on the Q-network (clipped), then the temperature; the target
+        network every ``target_update_interval`` steps."""
+        cfg = self.config
+        loss, metrics = q_loss(
+            self.nets,
+            batch,
+            self.temperature,
+            gamma=cfg.gamma,
+            loss=cfg.loss,
+            double_q=cfg.double_q,
+        )
+        self.q_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.nets.q.parameters(), cfg.max_grad_norm, foreach=True)
+        self.q_optimizer.step()
+
+        bound = -self.target if self.entropy_mode else self.target
+        loss, terms = soft_temperature_loss(self.nets, batch.obs, self.log_temperature, bound)
+        if self.auto_temperature:
+            self.temperature_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.temperature_optimizer.step()
+            self.clamp_temperature()
+        metrics.update(terms)
+
+        self.gradient_steps_done += 1
+        if self.gradient_steps_done % cfg.target_update_interval == 0:
+            polyak_update(self.nets.q, self.nets.q_target, cfg.tau)
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"q": self.nets.q, "q_target": self.nets.q_target}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"q": self.q_optimizer, "temperature": self.temperature_optimizer}
+
+    def extra_state(self) -> dict:
+        return {"gradient_steps_done": self.gradient_steps_done}
+
+    def load_extra_state(self, extra: dict) -> None:
+        self.gradient_steps_done = int(extra["gradient_steps_done"])
+
+
+def _check_anchor(anchor: object, obs_dim: int, n_actions: int) -> None:
+    """The anchor must map ``obs[B, obs_dim]`` to a ``Categorical`` over ``n_actions``."""
+    if not callable(anchor):
+        raise TypeError(f"SoftQ: anchor must be a module obs -> Categorical, got {anchor!r}")
+    params = list(getattr(anchor, "parameters", list)())
+    like = params[0] if params else torch.zeros(())
+    with torch.no_grad():
+        dist = anchor(torch.zeros(2, obs_dim, dtype=like.dtype, device=like.device))
+    if not isinstance(dist, Categorical) or tuple(dist.probs.shape) != (2, n_actions):
+        got = tuple(dist.probs.shape) if isinstance(dist, Categorical) else type(dist).__name__
+        raise ValueError(
+            f"SoftQ: anchor(obs[B, {obs_dim}]) must return a Categorical over the env's "
+            f"{n_actions} actions (probs [B, {n_actions}]), got {got}"
+        )

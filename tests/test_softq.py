@@ -1,0 +1,288 @@
+"""SoftQ (discrete soft Q-learning with an anchor): the exact policy and soft value against their
+closed forms, the limits in T, zero-probability actions, gradient isolation, learning past
+learning_starts, determinism, save/load, and bad input."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+from ebrl.agents import SoftQ, SoftQConfig, Transitions, load_agent
+from ebrl.agents.softq import q_loss, soft_temperature_loss
+from ebrl.cli import main
+from ebrl.policies import CategoricalAnchor
+
+SMALL = {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50, "train_freq": 1}
+SMALL_STEPS = {**SMALL, "gradient_steps": 1, "target_update_interval": 10}
+
+
+class FixedAnchor(nn.Module):
+    """The same categorical probabilities (zeros allowed) for every state."""
+
+    def __init__(self, probs):
+        super().__init__()
+        self.register_buffer("probs", torch.as_tensor(probs, dtype=torch.float32))
+
+    def forward(self, obs):
+        return Categorical(probs=self.probs.expand(obs.shape[0], -1), validate_args=False)
+
+
+class SignBandit(gym.Env):
+    """One-step contextual bandit: obs c ~ U{-1, 1} x noise; reward 1 for action (c > 0), 0 for
+    the other of two, -1 for a third 'bad' action. Uniform play scores 0."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.c = np.array(
+            [self.np_random.choice([-1.0, 1.0]), self.np_random.uniform(-1, 1)], np.float32
+        )
+        return self.c.copy(), {}
+
+    def step(self, action):
+        reward = {int(self.c[0] > 0): 1.0, int(self.c[0] <= 0): 0.0, 2: -1.0}[int(action)]
+        return self.c.copy(), reward, True, False, {}
+
+
+def random_batch(agent, n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Transitions(
+        obs=torch.randn(n, agent.obs_dim, generator=g),
+        actions=torch.randint(0, agent.n_actions, (n,), generator=g),
+        rewards=torch.randn(n, generator=g),
+        next_obs=torch.randn(n, agent.obs_dim, generator=g),
+        terminated=(torch.rand(n, generator=g) < 0.2).float(),
+    )
+
+
+# ----------------------------------------------------------------- closed forms
+
+
+def test_policy_is_the_exact_softmax_and_the_target_the_exact_soft_value():
+    agent = SoftQ("CartPole-v1", temperature=0.7, **SMALL)
+    agent.nets.q_target[-1].bias.data += torch.tensor([0.0, 1.0])  # target != online
+    batch = random_batch(agent)
+    t = 0.7
+    with torch.no_grad():
+        q = agent.nets.q(batch.obs)
+        expected = torch.softmax(q / t, -1)
+        torch.testing.assert_close(agent.policy.distribution(batch.obs).probs, expected)
+        # the soft Bellman target: r + gamma (1 - d) T log sum_a exp(Q'(s', a) / T)
+        q_next = agent.nets.q_target(batch.next_obs)
+        value = t * torch.logsumexp(q_next / t, -1)
+        target = batch.rewards + 0.99 * (1 - batch.terminated) * value
+    _, terms = q_loss(agent.nets, batch, agent.temperature, gamma=0.99)
+    torch.testing.assert_close(terms["target_mean"], target.mean())
+
+
+def test_piKL_policy_and_soft_value_with_a_given_anchor():
+    anchor = FixedAnchor([0.5, 0.5])
+    agent = SoftQ("CartPole-v1", anchor=anchor, temperature=0.5, **SMALL)
+    batch = random_batch(agent)
+    with torch.no_grad():
+        q = agent.nets.q(batch.obs)
+        expected = torch.softmax(math.log(0.5) + q / 0.5, -1)
+        torch.testing.assert_close(agent.policy.distribution(batch.obs).probs, expected)
+        q_next = agent.nets.q_target(batch.next_obs)
+        value = 0.5 * torch.log((0.5 * (q_next / 0.5).exp()).sum(-1))
+        target = batch.rewards + 0.99 * (1 - batch.terminated) * value
+    _, terms = q_loss(agent.nets, batch, agent.temperature, gamma=0.99)
+    torch.testing.assert_close(terms["target_mean"], target.mean())
+
+
+def test_double_q_value_weighs_target_q_by_the_online_policy():
+    agent = SoftQ("CartPole-v1", temperature=0.3, **SMALL)
+    agent.nets.q_target[-1].bias.data += torch.tensor([0.5, -0.5])
+    batch = random_batch(agent)
+    with torch.no_grad():
+        log_pi = torch.log_softmax(agent.nets.q(batch.next_obs) / 0.3, -1)
+        q_next = agent.nets.q_target(batch.next_obs)
+        value = (log_pi.exp() * (q_next - 0.3 * log_pi)).sum(-1)
+        target = batch.rewards + 0.99 * (1 - batch.terminated) * value
+    _, terms = q_loss(agent.nets, batch, agent.temperature, gamma=0.99, double_q=True)
+    torch.testing.assert_close(terms["target_mean"], target.mean())
+
+
+def test_limits_in_temperature_and_zero_probability_actions():
+    env = SignBandit()
+    anchor = FixedAnchor([0.0, 0.6, 0.4])
+    obs = torch.tensor([[1.0, 0.0], [-1.0, 0.3]])
+
+    def agent_at(t):
+        agent = SoftQ(env, anchor=anchor, temperature=t, **SMALL)
+        with torch.no_grad():  # a huge utility on the action the anchor forbids
+            agent.nets.q[-1].weight.zero_()
+            agent.nets.q[-1].bias.copy_(torch.tensor([1e6, 1.0, 2.0]))
+        return agent
+
+    hot = agent_at(1e6).policy.distribution(obs).probs
+    torch.testing.assert_close(hot, torch.tensor([[0.0, 0.6, 0.4]] * 2), atol=1e-5, rtol=0)
+    cold = agent_at(1e-3)
+    torch.testing.assert_close(cold.policy.distribution(obs).probs, torch.tensor([[0.0, 0, 1]] * 2))
+    warm = agent_at(1.0)
+    draws = warm.policy.sample(obs, 20_000, generator=torch.Generator().manual_seed(0)).samples
+    assert (draws != 0).all()  # never taken, exactly
+    assert (warm.predict(obs.numpy(), deterministic=True)[0] == 2).all()
+    assert (warm.predict(obs.numpy())[0] != 0).all()
+
+
+# ----------------------------------------------------------------- gradient isolation
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_each_loss_alone_puts_gradients_only_on_its_owner(double_q):
+    anchor = CategoricalAnchor(4, 2, hidden_sizes=(8,))
+    for a in [None, anchor]:
+        agent = SoftQ("CartPole-v1", anchor=a, **SMALL)
+        batch = random_batch(agent)
+        loss, _ = q_loss(agent.nets, batch, agent.temperature, gamma=0.99, double_q=double_q)
+        loss.backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.nets.q.parameters())
+        assert all(p.grad is None for p in agent.nets.q_target.parameters())
+        assert all(p.grad is None for p in anchor.parameters())
+        assert agent.log_temperature.grad is None
+        agent.nets.q.zero_grad(set_to_none=True)
+        loss, _ = soft_temperature_loss(agent.nets, batch.obs, agent.log_temperature, -0.1)
+        loss.backward()
+        assert agent.log_temperature.grad is not None
+        assert all(p.grad is None for p in agent.nets.q.parameters())
+        assert all(p.grad is None for p in anchor.parameters())
+
+
+def test_target_network_updates_every_interval():
+    agent = SoftQ("CartPole-v1", **{**SMALL_STEPS, "target_update_interval": 3})
+    before = [p.clone() for p in agent.nets.q_target.parameters()]
+    batch = random_batch(agent)
+    for _ in range(2):
+        agent.update(batch)
+    assert all(torch.equal(p, b) for p, b in zip(agent.nets.q_target.parameters(), before))
+    agent.update(batch)
+    for p, q in zip(agent.nets.q_target.parameters(), agent.nets.q.parameters(), strict=True):
+        assert torch.equal(p, q)  # tau = 1: a copy
+
+
+# ----------------------------------------------------------------- learning and runs
+
+
+def test_learns_a_contextual_bandit_past_learning_starts():
+    agent = SoftQ(SignBandit(), seed=0, learning_rate=3e-3, **SMALL_STEPS)
+    agent.learn(600, progress_bar=False)
+    assert agent.num_timesteps == 600 and len(agent.buffer) == 600
+    assert agent.buffer.actions.dtype == torch.int64
+    obs = np.array([[1.0, 0.2], [-1.0, -0.5], [1.0, -0.9], [-1.0, 0.7]], np.float32)
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=True)[0], [1, 0, 1, 0])
+    with torch.no_grad():  # one-step episodes: Q regresses on the rewards
+        q = agent.nets.q(torch.as_tensor(obs))
+    assert (q[:, 2] < q.max(-1).values - 0.5).all()
+
+
+def test_same_seed_same_run_and_save_load_round_trip(tmp_path):
+    def run():
+        agent = SoftQ("CartPole-v1", seed=5, log_interval=100, **SMALL_STEPS)
+        agent.learn(300, progress_bar=False)
+        return agent
+
+    a, b = run(), run()
+    for p, q in zip(a.nets.q.parameters(), b.nets.q.parameters(), strict=True):
+        assert torch.equal(p, q)
+    path = a.save(tmp_path / "softq.pt")
+    loaded = SoftQ.load(path)
+    assert type(load_agent(path)) is SoftQ
+    obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    np.testing.assert_array_equal(a.predict(obs, True)[0], loaded.predict(obs, True)[0])
+    np.testing.assert_array_equal(a.predict(obs)[0], loaded.predict(obs)[0])  # same generator
+    assert loaded.num_timesteps == a.num_timesteps
+    assert loaded.gradient_steps_done == a.gradient_steps_done
+    torch.testing.assert_close(loaded.temperature, a.temperature)
+
+
+def test_anchored_agent_round_trips_with_its_categorical_anchor(tmp_path):
+    anchor = CategoricalAnchor(4, 2, hidden_sizes=(8,))
+    agent = SoftQ("CartPole-v1", anchor=anchor, **SMALL)
+    path = agent.save(tmp_path / "a.pt")
+    loaded = SoftQ.load(path)
+    obs = torch.randn(8, 4)
+    torch.testing.assert_close(loaded.user_anchor(obs).probs, anchor(obs).probs)
+    torch.testing.assert_close(
+        loaded.policy.distribution(obs).probs, agent.policy.distribution(obs).probs
+    )
+
+
+def test_auto_temperature_moves_toward_the_entropy_target():
+    agent = SoftQ("CartPole-v1", target_entropy=0.05, **SMALL_STEPS)
+    batch = random_batch(agent)
+    t0 = float(agent.temperature)
+    for _ in range(20):  # an untrained Q: near-uniform policy, entropy ~ log 2 > target
+        agent.update(batch)
+    assert float(agent.temperature) < t0
+
+
+def test_cli_trains_and_evaluates_softq(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "m.pt"
+    argv = ["train", "--algo", "softq", "--env", "CartPole-v1", "--steps", "300", "--out", str(out)]
+    argv += ["--logdir", str(tmp_path), "--no-progress", "--learning-starts", "100"]
+    argv += ["--eval-episodes", "2", "--hidden-sizes", "16"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["algo"] == "softq" and result["steps"] == 300 and out.is_file()
+    assert main(["evaluate", str(out), "--episodes", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["algo"] == "softq" and result["episodes"] == 2
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="SoftQ: supports Discrete action spaces"):
+        SoftQ("Pendulum-v1")
+    with pytest.raises(ValueError, match=r"Categorical over the env's 2 actions"):
+        SoftQ("CartPole-v1", anchor=FixedAnchor([0.2, 0.3, 0.5]))
+    with pytest.raises(TypeError, match="anchor must be a module"):
+        SoftQ("CartPole-v1", anchor=3)
+    for bad, message in [
+        ({"loss": "l1"}, "loss must be 'huber' or 'mse'"),
+        ({"tau": 0.0}, "tau must be > 0"),
+        ({"target_update_interval": 0}, "target_update_interval must be an int >= 1"),
+        ({"target_entropy": float("nan")}, "target_entropy must be None or a finite"),
+        ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            SoftQ("CartPole-v1", **bad)
+    with pytest.raises(TypeError, match="config must be a SoftQConfig"):
+        SoftQ("CartPole-v1", config=object())
+    with pytest.raises(ValueError, match="temperature must be 'auto' or a float > 0"):
+        SoftQ("CartPole-v1", temperature=0.0)
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        SoftQ("CartPole-v1", seed=-1)
+    agent = SoftQ("CartPole-v1", **SMALL)
+    with pytest.raises(ValueError, match=r"non-finite observation"):
+        agent.predict(np.full(4, np.nan, np.float32), deterministic=True)
+    with pytest.raises(ValueError, match=r"SoftQ\.predict: observation must have shape"):
+        agent.predict(np.zeros(3, np.float32))
+    from ebrl.agents import SAC
+
+    path = SAC("Pendulum-v1", hidden_sizes=(8,)).save(tmp_path / "sac.pt")
+    with pytest.raises(ValueError, match="holds a SAC agent"):
+        SoftQ.load(path)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable ebrl checkpoint"):
+        SoftQ.load(junk)
+    for argv, message in [
+        (["train", "--algo", "softq", "--env", "Pendulum-v1", "--steps", "5"], "Discrete"),
+        (["train", "--algo", "softq", "--env", "CartPole-v1", "--n-particles", "4"], "not a"),
+        (["train", "--algo", "softq", "--env", "CartPole-v1", "--plain-sac"], "--plain-sac"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
