@@ -11,6 +11,7 @@ import torch
 from ebrl.agents import SAC, SACConfig, polyak_update
 from ebrl.agents.sac import actor_loss, critic_loss, temperature_loss
 from ebrl.policies import GaussianAnchor
+from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin
 from ebrl.samplers.proposal import ProposalSampler
 from ebrl.agents.buffer import Transitions
 from ebrl.envs import GOALS, MultiGoalEnv
@@ -330,3 +331,82 @@ def test_policy_utility_is_the_configured_reduction_of_the_critics(utility):
         q = agent.critic(batch.obs, actions)  # [3, 4, 32]
         expected = q.mean(0) if utility == "mean" else q.min(0).values
         torch.testing.assert_close(agent.policy.utility(batch.obs, actions), expected)
+
+
+# ----------------------------------------------------------------- the acting contract
+
+SAMPLERS = {
+    "importance": lambda: ImportanceSampler(8, bounds=(-1.0, 1.0)),
+    "mala": lambda: MALA(0.05, 3, bounds=(-1.0, 1.0)),
+    "langevin": lambda: Langevin(0.01, 3, bounds=(-1.0, 1.0)),
+    "chain": lambda: Chain(ImportanceSampler(8, bounds=(-1.0, 1.0)), MALA(0.05, 2, bounds=(-1, 1))),
+    "proposal": ProposalSampler,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_acts_trains_and_evaluates(name):
+    agent = SAC("Pendulum-v1", sampler=SAMPLERS[name](), seed=0, **SMALL)
+    agent.learn(80, progress_bar=False)
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(4, 3)).astype(np.float32)
+    for deterministic in (False, True):
+        actions = agent.predict(obs, deterministic=deterministic)[0]
+        assert actions.shape == (4, 1) and np.isfinite(actions).all()
+        assert (np.abs(actions) <= 2).all()
+    assert len(agent.evaluate(1)["returns"]) == 1
+
+
+def test_deterministic_predict_is_a_function_of_the_observation():
+    agent = SAC("Pendulum-v1", seed=0, **SMALL)
+    agent.learn(150, progress_bar=False)
+    obs = np.array([0.3, -0.9, 0.5], np.float32)
+    first = agent.predict(obs, deterministic=True)[0]
+    for _ in range(20):
+        np.testing.assert_array_equal(agent.predict(obs, deterministic=True)[0], first)
+    batch = np.stack([obs, -obs])  # and the same inside a batch
+    np.testing.assert_array_equal(agent.predict(batch, deterministic=True)[0][0], first)
+    # the mode search never lowers the policy density below the actor's mode it starts from
+    o = torch.as_tensor(batch)
+    with torch.no_grad():
+        start = agent.actor(o).median
+        mode = agent.policy.mode(o, init=start)
+        energy = agent.policy.energy(o)
+        assert (-energy(mode.unsqueeze(0)) >= -energy(start.unsqueeze(0))).all()
+
+
+def test_plain_deterministic_action_is_the_actor_mode():
+    agent = SAC("Pendulum-v1", seed=0, config=SACConfig.plain(**SMALL))
+    obs = torch.randn(5, 3)
+    with torch.no_grad():
+        expected = agent.actor(obs).median * 2.0  # Pendulum's box is [-2, 2]
+    actions = agent.predict(obs.numpy(), deterministic=True)[0]
+    np.testing.assert_allclose(actions, expected.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_the_policy_reads_the_agents_temperature():
+    agent = SAC("Pendulum-v1", seed=0, **SMALL)
+    agent.learn(120, progress_bar=False)
+    assert float(agent.temperature) != 1.0  # it moved
+    torch.testing.assert_close(agent.policy.temperature, agent.temperature)
+
+
+def test_non_finite_numbers_are_caught_on_every_acting_path():
+    agent = SAC("Pendulum-v1", seed=0, **SMALL)
+    for deterministic in (False, True):
+        with pytest.raises(ValueError, match="non-finite observation"):
+            agent.predict(np.full(3, np.nan, np.float32), deterministic=deterministic)
+    with torch.no_grad():
+        agent.critic.layers[-1].bias.fill_(float("nan"))  # a NaN utility everywhere
+    obs = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        agent.predict(obs, deterministic=True)
+    with pytest.raises(ValueError, match="NaN"):
+        agent.predict(obs, deterministic=False)
+
+    class NaNReward(TargetBandit):
+        def step(self, action):
+            obs, _, terminated, truncated, info = super().step(action)
+            return obs, float("nan"), terminated, truncated, info
+
+    with pytest.raises(ValueError, match="non-finite reward"):
+        SAC(NaNReward(), **SMALL).learn(5, progress_bar=False)

@@ -227,7 +227,7 @@ class OffPolicyAgent:
             raise ValueError(
                 f"{type(self).__name__}.{where}: non-finite {what} "
                 f"({np.asarray(values).ravel()[~np.isfinite(np.asarray(values).ravel())][:3]}); "
-                "check the env or its wrappers"
+                "check the env, its wrappers, and the networks (a diverged network gives NaN)"
             )
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
@@ -249,6 +249,7 @@ class OffPolicyAgent:
         with torch.no_grad():
             actions, _ = self.act(self.obs_tensor(obs), bool(deterministic))
         env_actions = self.to_env(actions)
+        self._check_finite("action", env_actions, "predict")
         return (env_actions[0] if single else env_actions), None
 
     def learn(
@@ -282,7 +283,9 @@ class OffPolicyAgent:
                     else:
                         actions, act_stats = self.act(obs_t, deterministic=False)
                         stats.add(act_stats)
-                next_obs, rewards, terminated, _, infos = self.envs.step(self.to_env(actions))
+                env_actions = self.to_env(actions)
+                self._check_finite("action", env_actions, "learn")
+                next_obs, rewards, terminated, _, infos = self.envs.step(env_actions)
                 self._check_finite("reward", rewards, "learn")
                 real_next = next_obs
                 if "final_obs" in infos:  # same-step autoreset: the true last observation
