@@ -42,7 +42,7 @@ def state_dict(agent: OffPolicyAgent) -> dict:
         "num_timesteps": agent.num_timesteps,
         "log_temperature": agent.log_temperature.detach().cpu(),
         "modules": {k: m.state_dict() for k, m in modules.items()},
-        "optimizers": {k: o.state_dict() for k, o in agent.optimizers().items()},
+        "optimizers": {k: o.state_dict() for k, o in _optimizers(agent).items()},
         "generator": agent.generator.get_state(),
         "anchor": {
             "present": anchor is not None,
@@ -142,7 +142,7 @@ def restore(agent: OffPolicyAgent, state: dict) -> None:
         modules = {**modules, "anchor": agent.user_anchor}
     for key, module in modules.items():
         module.load_state_dict(state["modules"][key])
-    for key, optimizer in agent.optimizers().items():
+    for key, optimizer in _optimizers(agent).items():
         optimizer.load_state_dict(state["optimizers"][key])
     with torch.no_grad():
         agent.log_temperature.copy_(state["log_temperature"])
@@ -150,6 +150,10 @@ def restore(agent: OffPolicyAgent, state: dict) -> None:
         agent.generator.set_state(state["generator"])
     agent.num_timesteps = int(state["num_timesteps"])
     agent.load_extra_state(state["extra"])
+
+
+def _optimizers(agent: OffPolicyAgent) -> dict[str, torch.optim.Optimizer]:
+    return {**agent.optimizers(), "temperature": agent.temperature_optimizer}
 
 
 def load_agent(path: str | Path, **kwargs) -> OffPolicyAgent:

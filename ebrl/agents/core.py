@@ -148,6 +148,9 @@ class OffPolicyAgent:
             ),
             requires_grad=self.auto_temperature,
         )
+        self.temperature_optimizer = torch.optim.Adam(
+            [self.log_temperature], lr=self.config.learning_rate, fused=True
+        )
         action_shape = tuple(self.action_space.shape)
         self.buffer = ReplayBuffer(
             self.config.buffer_size, self.obs_dim, action_shape, self.action_dtype, self.device
@@ -212,10 +215,36 @@ class OffPolicyAgent:
         """``T`` (0-d, detached): the agent's current temperature."""
         return self.log_temperature.detach().exp()
 
-    def clamp_temperature(self) -> None:
+    def set_target(self, default_entropy: float, default_kl: float) -> None:
+        """The automatic temperature's target: ``config.target_entropy`` (uniform anchor) or
+        ``config.target_kl`` (given anchor), else the agent's default; ``self.bound`` is the
+        same constraint on ``E[log pi - log anchor]`` (``-H`` or the KL)."""
+        cfg = self.config
+        if self.entropy_mode:
+            self.target = default_entropy if cfg.target_entropy is None else cfg.target_entropy
+            self.bound = -self.target
+        else:
+            self.target = default_kl if cfg.target_kl is None else cfg.target_kl
+            self.bound = self.target
+
+    def step_temperature(self, loss: Tensor) -> None:
+        """One Adam step on ``log T`` (when automatic), clamped to ``temperature_bounds``."""
+        if not self.auto_temperature:
+            return
+        self.temperature_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.temperature_optimizer.step()
         with torch.no_grad():
             lo, hi = self.config.temperature_bounds
             self.log_temperature.clamp_(math.log(lo), math.log(hi))
+
+    def seeded(self, build: Callable[[], nn.Module]) -> nn.Module:
+        """``build()`` on the agent's device with parameter init seeded by the agent's seed, in
+        a forked RNG: the caller's global RNG is left as it was (later draws use
+        ``self.generator``)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(self.seed)
+            return build().to(self.device)
 
     def obs_tensor(self, obs: np.ndarray) -> Tensor:
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(

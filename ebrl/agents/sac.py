@@ -1,30 +1,21 @@
 """Energy-based soft actor-critic: ``pi(a|s) ∝ anchor(a|s) exp(Q(s, a) / T)``, acted by the shared
-sampler.
+sampler. Top to bottom: config -> networks -> losses -> the agent and its update; collection,
+logging, evaluation and checkpoints live in the off-policy core (:mod:`ebrl.agents.core`).
 
-Top to bottom: config -> networks -> losses -> one update -> the agent (acting, checkpoints);
-collection, scheduling, logging, evaluation and the checkpoint format live in the off-policy
-core (:mod:`ebrl.agents.core`).
-
-The policy is an :class:`~ebrl.policies.AnchoredPolicy` whose utility is ``min(Q1, Q2)``:
-
-- ``anchor=None``: the uniform anchor on the action box, i.e. maximum-entropy RL. The entropy
-  (not the KL to the uniform, which differs by the constant ``d log 2`` in ``[-1, 1]^d``) is
-  used, so values and losses are exactly SAC's.
-- a given anchor (e.g. behaviour-cloned): the entropy bonus becomes a KL-to-anchor penalty.
+The utility is ``min(Q1, Q2)``. ``anchor=None`` is the uniform anchor on the action box, i.e.
+maximum-entropy RL, with the entropy (not the KL to the uniform, which differs by ``d log 2``),
+so values and losses are exactly SAC's; a given anchor turns the entropy bonus into a KL
+penalty toward it.
 
 Actions come from one batched sampler call for all envs: importance sampling of
-``n_particles`` from the proposal ``(1 - anchor_mix) q_phi + anchor_mix anchor`` (``q_phi`` a
-learned squashed-Gaussian actor, trained toward the energy policy by reverse KL as in SAC;
-mixing in the anchor keeps every mode of the energy reachable: defensive importance sampling),
-then ``mala_steps`` of MALA inside the bounds. With ``n_particles=1, mala_steps=0,
-anchor_mix=0`` the sampler is :class:`~ebrl.samplers.ProposalSampler` (the action is a sample of
-``q_phi``) and the agent is exactly SAC (:meth:`SACConfig.plain`). Any ebrl sampler can act
-(``SAC(env, sampler=MALA(...))``); the deterministic action is the policy's mode search
-(:meth:`~ebrl.policies.AnchoredPolicy.mode`) started at the actor's mode.
-
-Everything runs in the normalised action box ``[-1, 1]^d`` (as SB3's SAC); actions are mapped
-to the env's ``[low, high]`` only when stepping it, and a given anchor (defined on env actions)
-is mapped into the box with its Jacobian.
+``n_particles`` from ``(1 - anchor_mix) q_phi + anchor_mix anchor`` (``q_phi`` a squashed
+Gaussian actor trained by reverse KL as in SAC; the anchor keeps every mode of the energy
+reachable: defensive importance sampling), then ``mala_steps`` of MALA in the box. With one
+particle, no MALA and no mixing the sampler is :class:`~ebrl.samplers.ProposalSampler` and the
+agent is exactly SAC (:meth:`SACConfig.plain`). Any ebrl sampler can act; deterministic actions
+are the policy's mode search (:meth:`~ebrl.policies.AnchoredPolicy.mode`) from the actor's mode.
+Everything runs in ``[-1, 1]^d`` (as SB3's SAC): actions are mapped to ``[low, high]`` only
+when stepping the env, and a given anchor is mapped into the box with its Jacobian.
 
 References:
     Haarnoja et al. (2018), "Soft Actor-Critic Algorithms and Applications", arXiv:1812.05905
@@ -68,8 +59,7 @@ class SACConfig(OffPolicyConfig):
     """Hyperparameters of :class:`SAC` (field docs become ``ebrl train --help``)."""
 
     learning_rate: float = 3e-4
-    """Adam learning rate of actor, critics and temperature (SB3's default; `ebrl train` uses
-    RL-Zoo's 1e-3 on Pendulum-v1)."""
+    """Adam learning rate of actor, critics and temperature (SB3's default)."""
     target_entropy: float | None = None
     """Entropy target without an anchor (default -dim(A))."""
     target_kl: float | None = None
@@ -310,23 +300,18 @@ class SAC(OffPolicyAgent):
         box_anchor = None
         if anchor is not None:
             box_anchor = _BoxAnchor(anchor, self.action_low.cpu(), self.action_high.cpu())
-        # Parameter init draws from the global CPU RNG: seeded in a fork, so the caller's global
-        # RNG state is left as it was; every later draw uses self.generator.
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(seed)
-            self.nets = SACNetworks(self.obs_dim, act_dim, cfg, box_anchor).to(self.device)
+        self.nets = self.seeded(lambda: SACNetworks(self.obs_dim, act_dim, cfg, box_anchor))
         self.actor, self.critic = self.nets.actor, self.nets.critic
         self.critic_target, self.anchor = self.nets.critic_target, self.nets.anchor
-        if self.entropy_mode:
-            self.target = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
-        else:
-            self.target = act_dim * (1 + math.log(2)) if cfg.target_kl is None else cfg.target_kl
-
+        # SAC's -dim(A); with an anchor the KL to it that this entropy amounts to in the box
+        self.set_target(-float(act_dim), act_dim * (1 + math.log(2)))
         # Fused Adam (one kernel per step, CPU and CUDA since torch 2.4): same update, less time.
-        adam = {"lr": cfg.learning_rate, "fused": True}
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), **adam)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), **adam)
-        self.temperature_optimizer = torch.optim.Adam([self.log_temperature], **adam)
+        self.critic_optimizer = torch.optim.Adam(
+            self.critic.parameters(), cfg.learning_rate, fused=True
+        )
+        self.actor_optimizer = torch.optim.Adam(
+            self.actor.parameters(), cfg.learning_rate, fused=True
+        )
 
         if sampler is None and cfg.is_plain:
             sampler = ProposalSampler()
@@ -398,15 +383,10 @@ class SAC(OffPolicyAgent):
         self.actor_optimizer.step()
         metrics.update(terms)
 
-        if self.auto_temperature:
-            reg = -terms["entropy"] if self.entropy_mode else terms["kl_to_anchor"]
-            bound = -self.target if self.entropy_mode else self.target
-            loss, terms = temperature_loss(self.log_temperature, reg, bound)
-            self.temperature_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.temperature_optimizer.step()
-            self.clamp_temperature()
-            metrics.update(terms)
+        reg = -terms["entropy"] if self.entropy_mode else terms["kl_to_anchor"]
+        loss, terms = temperature_loss(self.log_temperature, reg, self.bound)
+        self.step_temperature(loss)
+        metrics.update(terms)
 
         polyak_update(self.critic, self.critic_target, self.config.tau)
         return metrics
@@ -417,8 +397,4 @@ class SAC(OffPolicyAgent):
         return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {
-            "actor": self.actor_optimizer,
-            "critic": self.critic_optimizer,
-            "temperature": self.temperature_optimizer,
-        }
+        return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}

@@ -254,17 +254,11 @@ class SoftQ(OffPolicyAgent):
         self.action_start = int(self.action_space.start)
         if anchor is not None:
             _check_anchor(anchor, self.obs_dim, n)
-        with torch.random.fork_rng(devices=[]):  # seeded init; the caller's global RNG is kept
-            torch.random.default_generator.manual_seed(seed)
-            self.nets = SoftQNetworks(self.obs_dim, n, cfg, anchor).to(self.device)
-        if self.entropy_mode:
-            default = 0.2 * math.log(n)
-            self.target = default if cfg.target_entropy is None else cfg.target_entropy
-        else:
-            self.target = 0.8 * math.log(n) if cfg.target_kl is None else cfg.target_kl
-        adam = {"lr": cfg.learning_rate, "fused": True}
-        self.q_optimizer = torch.optim.Adam(self.nets.q.parameters(), **adam)
-        self.temperature_optimizer = torch.optim.Adam([self.log_temperature], **adam)
+        self.nets = self.seeded(lambda: SoftQNetworks(self.obs_dim, n, cfg, anchor))
+        # 0.2 log n: about the entropy of DQN's final epsilon-greedy policy; the KL to the
+        # uniform that it amounts to with an anchor
+        self.set_target(0.2 * math.log(n), 0.8 * math.log(n))
+        self.q_optimizer = torch.optim.Adam(self.nets.q.parameters(), cfg.learning_rate, fused=True)
         self._policy = AnchoredPolicy(self.nets.anchor, self.nets.q, self.temperature)
         self.gradient_steps_done = 0
 
@@ -306,13 +300,8 @@ class SoftQ(OffPolicyAgent):
         nn.utils.clip_grad_norm_(self.nets.q.parameters(), cfg.max_grad_norm, foreach=True)
         self.q_optimizer.step()
 
-        bound = -self.target if self.entropy_mode else self.target
-        loss, terms = soft_temperature_loss(self.nets, batch.obs, self.log_temperature, bound)
-        if self.auto_temperature:
-            self.temperature_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.temperature_optimizer.step()
-            self.clamp_temperature()
+        loss, terms = soft_temperature_loss(self.nets, batch.obs, self.log_temperature, self.bound)
+        self.step_temperature(loss)
         metrics.update(terms)
 
         self.gradient_steps_done += 1
@@ -326,7 +315,7 @@ class SoftQ(OffPolicyAgent):
         return {"q": self.nets.q, "q_target": self.nets.q_target}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"q": self.q_optimizer, "temperature": self.temperature_optimizer}
+        return {"q": self.q_optimizer}
 
     def extra_state(self) -> dict:
         return {"gradient_steps_done": self.gradient_steps_done}
