@@ -18,12 +18,19 @@ from ebrl.samplers import (
     Chain,
     ImportanceSampler,
     Langevin,
+    MCMCInfo,
+    MCMCState,
     draw,
+    energy_and_grad,
     init_state,
     langevin_step,
     mala_step,
+    sample_chain,
 )
+from ebrl.samplers.mcmc import gaussian_noise, invalid_energy, mh_log_uniform
 from tests.helpers import assert_moments
+
+F64 = torch.float64
 
 SAMPLERS = {
     "is": lambda bounds=None: ImportanceSampler(64, bounds=bounds),
@@ -122,6 +129,77 @@ def test_steps_compile_fullgraph(step):
     (got, _), (want, _) = compiled(*args), fn(*args)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w)
+
+
+def test_langevin_equals_a_plain_loop_of_its_step():
+    """The shared chain loop adds nothing to the step: ULA is init_state + n langevin_steps
+    with the generator's normals drawn in order."""
+    energy = correlated_gaussian(2)
+    proposal = normal_proposal((3,), 2, dtype=torch.float64)
+    got = Langevin(0.05, 4).sample(energy, proposal, 5, generator=gen(7)).samples
+    g = gen(7)
+    state = init_state(energy, draw(proposal, (5,), g))
+    for _ in range(4):
+        state, _ = langevin_step(
+            state, energy, torch.randn(5, 3, 2, generator=g, dtype=F64), step_size=0.05
+        )
+    assert torch.equal(got, state.position)
+
+
+def random_walk_metropolis_step(state, energy, noise, log_u, *, step_size):
+    """A sampler written the way mcmc.py documents: a pure step (here random-walk Metropolis)."""
+    y = state.position + torch.sqrt(2 * step_size).unsqueeze(-1) * noise
+    e_y, g_y = energy_and_grad(energy, y)
+    log_alpha = state.energy - e_y
+    accept = log_u < log_alpha
+    new = MCMCState(
+        torch.where(accept.unsqueeze(-1), y, state.position),
+        torch.where(accept, e_y, state.energy),
+        torch.where(accept.unsqueeze(-1), g_y, state.grad),
+    )
+    invalid = invalid_energy(e_y) | torch.isnan(log_alpha)
+    return new, MCMCInfo(torch.exp(log_alpha.clamp(max=0.0)), invalid)
+
+
+def test_a_new_sampler_is_a_step_plus_sample_chain():
+    """The extension point: a step and a kernel reuse start, warm-up, stats and checks."""
+
+    def kernel(state, energy, step_size, generator):
+        noise = gaussian_noise(state.position, generator)
+        log_u = mh_log_uniform(state.position, generator)
+        return random_walk_metropolis_step(state, energy, noise, log_u, step_size=step_size)
+
+    target = correlated_gaussian(2)
+    proposal = normal_proposal((), 2, scale=1.5, dtype=torch.float64)
+    result = sample_chain(
+        "RWM",
+        kernel,
+        target,
+        proposal,
+        4000,
+        None,
+        gen(5),
+        bounds=None,
+        n_steps=300,
+        step_size=0.5,
+        warmup_steps=100,
+        target_acceptance=0.3,
+    )
+    assert 0.2 < float(result.stats["acceptance_rate"]) < 0.4  # adapted toward 0.3
+    assert_moments(result.samples, target.mean, target.covariance, n_eff=4000)
+    with pytest.raises(ValueError, match="RWM: init must have shape"):
+        sample_chain(
+            "RWM",
+            kernel,
+            target,
+            proposal,
+            4,
+            torch.zeros(3, 2),
+            None,
+            bounds=None,
+            n_steps=1,
+            step_size=0.1,
+        )
 
 
 # ---------------------------------------------------------------- statistics

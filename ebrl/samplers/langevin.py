@@ -1,5 +1,6 @@
 """Langevin samplers: the unadjusted Langevin algorithm (ULA) and Metropolis-adjusted Langevin
-(MALA), written as pure steps over a small state plus one loop that owns iteration.
+(MALA), each a pure step (:func:`langevin_step`, :func:`mala_step`) and a thin class over the
+shared chain loop of :mod:`ebrl.samplers.mcmc`.
 
 Both use the textbook convention for ``p ∝ exp(-E)``::
 
@@ -12,66 +13,24 @@ so it samples ``p`` exactly; ULA does not correct, and for a Gaussian target wit
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from ebrl.samplers.base import (
-    Box,
-    EnergyFn,
-    SampleResult,
-    call_energy,
-    check_proposal,
-    draw,
-    energy_and_grad,
+from ebrl.samplers.base import EnergyFn, SampleResult, energy_and_grad
+from ebrl.samplers.mcmc import (
+    MCMCInfo,
+    MCMCState,
+    gaussian_noise,
+    invalid_energy,
+    mh_log_uniform,
+    sample_chain,
 )
-from ebrl.validation import (
-    check_energy_output,
-    check_generator,
-    check_int,
-    check_positive,
-    check_positive_float,
-    check_unit_interval,
-)
+from ebrl.validation import check_int, check_positive, check_positive_float, check_unit_interval
 
-__all__ = [
-    "MALA",
-    "Langevin",
-    "MCMCInfo",
-    "MCMCState",
-    "init_state",
-    "langevin_step",
-    "mala_step",
-]
-
-
-class MCMCState(NamedTuple):
-    """A chain's position with its energy and energy gradient cached (one gradient per step)."""
-
-    position: Tensor  # [n, *batch, d]
-    energy: Tensor  # [n, *batch]
-    grad: Tensor  # [n, *batch, d], grad of the energy (not of log p)
-
-
-class MCMCInfo(NamedTuple):
-    acceptance_prob: Tensor  # [n, *batch], the Metropolis-Hastings probability (ULA: a 0-d 1)
-    invalid: Tensor  # [n, *batch] bool: NaN or -inf energy (MALA: or NaN gradient) at the proposal
-
-
-def init_state(energy: EnergyFn, position: Tensor, owner: str = "init_state") -> MCMCState:
-    """Evaluates energy and gradient at ``position``, checking the energy's output shape once."""
-    e, grad = call_energy(owner, lambda x: energy_and_grad(energy, x), position)
-    check_energy_output(owner, e, position)
-    return MCMCState(position, e, grad)
-
-
-def _invalid(energy: Tensor) -> Tensor:
-    """NaN or -inf energy (``+inf`` is a valid zero density); one comparison catches both."""
-    return ~(energy > -math.inf)
+__all__ = ["MALA", "Langevin", "langevin_step", "mala_step"]
 
 
 def langevin_step(
@@ -88,7 +47,7 @@ def langevin_step(
     position = state.position - eps * state.grad + torch.sqrt(2 * eps) * noise
     e, grad = energy_and_grad(energy, position)
     # A NaN gradient makes the next position, hence the next energy, NaN: caught there.
-    info = MCMCInfo(e.new_ones(()), _invalid(e))  # ULA accepts every move
+    info = MCMCInfo(e.new_ones(()), invalid_energy(e))  # ULA accepts every move
     return MCMCState(position, e, grad), info
 
 
@@ -127,52 +86,24 @@ def mala_step(
         torch.where(accept.unsqueeze(-1), g_y, g),
     )
     # NaN log_alpha: a NaN gradient at y, or a chain at zero density proposing zero density.
-    invalid = _invalid(e_y) | torch.isnan(log_alpha)
+    invalid = invalid_energy(e_y) | torch.isnan(log_alpha)
     return new, MCMCInfo(torch.exp(log_alpha.clamp(max=0.0)), invalid)
 
 
-def _start(
-    owner: str,
-    bounds: tuple | None,
-    energy: EnergyFn,
-    proposal: Distribution,
-    num_samples: int,
-    init: Tensor | None,
-    generator: torch.Generator | None,
-) -> tuple[MCMCState, EnergyFn, Box | None]:
-    """Initial positions (from ``init`` or the proposal), mapped into ``u`` space for a box."""
-    check_int(owner, "num_samples", num_samples)
-    proposal = check_proposal(owner, proposal)
-    expected = (num_samples, *proposal.batch_shape, *proposal.event_shape)
-    if init is None:
-        position = draw(proposal, (num_samples,), generator)
-    else:
-        if not isinstance(init, Tensor) or not init.is_floating_point():
-            raise TypeError(f"{owner}: init must be a floating-point tensor of shape {expected}")
-        if tuple(init.shape) != expected:
-            raise ValueError(
-                f"{owner}: init must have shape [num_samples, *batch, d] = {expected}, "
-                f"got {tuple(init.shape)}"
-            )
-        position = init.detach()
-    check_generator(owner, generator, position, what="the samples")
-    box = None
-    if bounds is not None:
-        box = Box(owner, bounds, position)
-        energy = box.energy_in_u(energy)
-        position = box.to_u(position)
-    return init_state(energy, position, owner), energy, box
+def _langevin_kernel(
+    state: MCMCState, energy: EnergyFn, step_size: Tensor, generator: torch.Generator | None
+) -> tuple[MCMCState, MCMCInfo]:
+    return langevin_step(
+        state, energy, gaussian_noise(state.position, generator), step_size=step_size
+    )
 
 
-def _finish(owner: str, state: MCMCState, box: Box | None, invalid: Tensor) -> Tensor:
-    if invalid.any():  # the one host sync, after the loop
-        raise ValueError(
-            f"{owner}: the energy (or its gradient) was NaN, or -inf, at some proposed points (or "
-            "a chain sat where the density is zero); energies must be finite, or +inf for zero "
-            "density"
-        )
-    position = state.position if box is None else box.to_x(state.position)
-    return position.detach()
+def _mala_kernel(
+    state: MCMCState, energy: EnergyFn, step_size: Tensor, generator: torch.Generator | None
+) -> tuple[MCMCState, MCMCInfo]:
+    noise = gaussian_noise(state.position, generator)
+    log_u = mh_log_uniform(state.position, generator)
+    return mala_step(state, energy, noise, log_u, step_size=step_size)
 
 
 @dataclass(frozen=True)
@@ -205,23 +136,18 @@ class Langevin:
         init: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> SampleResult:
-        state, energy_u, box = _start(
-            "Langevin", self.bounds, energy, proposal, num_samples, init, generator
+        return sample_chain(
+            "Langevin",
+            _langevin_kernel,
+            energy,
+            proposal,
+            num_samples,
+            init,
+            generator,
+            bounds=self.bounds,
+            n_steps=self.n_steps,
+            step_size=self.step_size,
         )
-        x = state.position
-        step_size = torch.as_tensor(self.step_size, dtype=x.dtype, device=x.device)
-        invalid = _invalid(state.energy)
-        for _ in range(self.n_steps):
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            state, info = langevin_step(state, energy_u, noise, step_size=step_size)
-            invalid = invalid | info.invalid
-        samples = _finish("Langevin", state, box, invalid)
-        batch_shape = samples.shape[1:-1]
-        stats = {
-            "acceptance_rate": torch.ones(batch_shape, dtype=x.dtype, device=x.device),
-            "step_size": step_size.expand(batch_shape),
-        }
-        return SampleResult(samples, stats)
 
 
 @dataclass(frozen=True)
@@ -269,40 +195,18 @@ class MALA:
         init: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> SampleResult:
-        state, energy_u, box = _start(
-            "MALA", self.bounds, energy, proposal, num_samples, init, generator
+        return sample_chain(
+            "MALA",
+            _mala_kernel,
+            energy,
+            proposal,
+            num_samples,
+            init,
+            generator,
+            bounds=self.bounds,
+            n_steps=self.n_steps,
+            step_size=self.step_size,
+            warmup_steps=self.warmup_steps,
+            target_acceptance=self.target_acceptance,
+            adapt_rate=self.adapt_rate,
         )
-        x = state.position
-        batch_shape = x.shape[1:-1]
-        step_size = torch.as_tensor(self.step_size, dtype=x.dtype, device=x.device)
-        step_size = step_size.expand(batch_shape).clone()
-        invalid = _invalid(state.energy)
-        for _ in range(self.warmup_steps):
-            state, info = self._step(state, energy_u, step_size, generator)
-            invalid = invalid | info.invalid
-            step_size = step_size * torch.exp(
-                self.adapt_rate * (info.acceptance_prob.mean(0) - self.target_acceptance)
-            )
-        accepted = torch.zeros_like(state.energy)
-        for _ in range(self.n_steps):
-            state, info = self._step(state, energy_u, step_size, generator)
-            invalid = invalid | info.invalid
-            accepted = accepted + info.acceptance_prob
-        samples = _finish("MALA", state, box, invalid)
-        stats = {
-            "acceptance_rate": accepted.mean(0) / self.n_steps,
-            "step_size": step_size,
-        }
-        return SampleResult(samples, stats)
-
-    @staticmethod
-    def _step(
-        state: MCMCState,
-        energy: EnergyFn,
-        step_size: Tensor,
-        generator: torch.Generator | None,
-    ) -> tuple[MCMCState, MCMCInfo]:
-        x = state.position
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        uniform = torch.rand(x.shape[:-1], generator=generator, dtype=x.dtype, device=x.device)
-        return mala_step(state, energy, noise, uniform.log(), step_size=step_size)
