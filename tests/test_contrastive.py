@@ -1,4 +1,4 @@
-"""Contrastive divergence: the loss, the PCD replay buffer, negatives from the shared samplers,
+"""Contrastive divergence: the loss, the PCD sample buffer, negatives from the shared samplers,
 bad input, and learning a 2-D mixture."""
 
 import math
@@ -9,7 +9,7 @@ from torch.distributions import Independent, Normal, Uniform
 
 from ebrl.energy import GaussianEnergy, MLPEnergy
 from ebrl.samplers import MALA, Langevin
-from ebrl.trainers import ContrastiveDivergence, ReplayBuffer, contrastive_divergence_loss, fit
+from ebrl.trainers import ContrastiveDivergence, SampleBuffer, contrastive_divergence_loss, fit
 from tests.helpers import assert_moments
 from tests.trainer_helpers import assert_learns_mixture, random_energy
 
@@ -42,11 +42,11 @@ def test_loss_value_terms_and_gradients():
     assert all(p.grad is not None for p in energy.parameters())
 
 
-# ---------------------------------------------------------------- the replay buffer
+# ---------------------------------------------------------------- the sample buffer
 
 
 def test_buffer_fills_from_noise_and_keeps_chains():
-    buffer = ReplayBuffer(50, reinit_prob=0.0)
+    buffer = SampleBuffer(50, reinit_prob=0.0)
     proposal = uniform_box()
     index, init, reinit = buffer.draw(20, proposal, gen())
     assert buffer.chains.shape == (50, 2) and (buffer.chains.abs() <= 3).all()
@@ -65,14 +65,14 @@ def test_buffer_fills_from_noise_and_keeps_chains():
 
 def test_buffer_reinitialises_with_the_given_probability():
     proposal = uniform_box()
-    buffer = ReplayBuffer(400, reinit_prob=1.0)
+    buffer = SampleBuffer(400, reinit_prob=1.0)
     buffer.draw(1, proposal, gen())
     buffer.chains.fill_(100.0)  # every chain far from the proposal's support
     _, init, reinit = buffer.draw(400, proposal, gen(1))
     assert reinit.all() and (init.abs() <= 3).all()
 
     p, batch, rounds = 0.3, 400, 50
-    buffer = ReplayBuffer(batch, reinit_prob=p)
+    buffer = SampleBuffer(batch, reinit_prob=p)
     buffer.draw(1, proposal, gen())
     count = 0
     for r in range(rounds):

@@ -4,7 +4,7 @@ the one loop :func:`fit`."""
 
 from ebrl.trainers.contrastive import (
     ContrastiveDivergence,
-    ReplayBuffer,
+    SampleBuffer,
     contrastive_divergence_loss,
 )
 from ebrl.trainers.fit import FitResult, Objective, fit
@@ -23,7 +23,7 @@ __all__ = [
     "ExactScoreMatching",
     "FitResult",
     "Objective",
-    "ReplayBuffer",
+    "SampleBuffer",
     "SlicedScoreMatching",
     "contrastive_divergence_loss",
     "denoising_score_matching_loss",

@@ -7,8 +7,9 @@ ebrl sampler (:class:`~ebrl.samplers.Langevin`, :class:`~ebrl.samplers.MALA`, ..
 
 - the data batch: CD-k (Hinton 2002), ``persistent=False``;
 - a buffer of persistent chains: PCD (Tieleman 2008), with each chain restarted from the
-  noise proposal with probability ``reinit_prob`` per use, as in the replay buffer of Du &
-  Mordatch (2019). ``reinit_prob=1`` gives short-run chains from noise (Nijkamp et al. 2019).
+  noise proposal with probability ``reinit_prob`` per use (:class:`SampleBuffer`, the replay
+  buffer of Du & Mordatch 2019). ``reinit_prob=1`` gives short-run chains from noise (Nijkamp
+  et al. 2019).
 
 The samplers use the textbook Langevin convention ``x' = x - eps grad E + sqrt(2 eps) xi``,
 i.e. they sample ``exp(-E)`` itself. With ``temperature=T`` the negatives target
@@ -37,7 +38,7 @@ from ebrl.validation import (
     check_unit_interval,
 )
 
-__all__ = ["ContrastiveDivergence", "ReplayBuffer", "contrastive_divergence_loss"]
+__all__ = ["ContrastiveDivergence", "SampleBuffer", "contrastive_divergence_loss"]
 
 EnergyFn = Callable[[Tensor], Tensor]
 Terms = dict[str, Tensor]
@@ -88,8 +89,9 @@ def contrastive_divergence_loss(
     return loss, terms
 
 
-class ReplayBuffer:
-    """A fixed pool of ``size`` persistent chains for PCD.
+class SampleBuffer:
+    """The PCD sample buffer: a fixed pool of ``size`` persistent chains (the "replay buffer" of
+    Du & Mordatch 2019, Sec. 3.1; not the transition buffer of the agents).
 
     Filled from the noise proposal on first use. Each :meth:`draw` picks ``batch_size`` distinct
     chains uniformly at random and restarts each of them, independently with probability
@@ -101,18 +103,18 @@ class ReplayBuffer:
     """
 
     def __init__(self, size: int, reinit_prob: float):
-        self.size = check_int("ReplayBuffer", "size", size)
-        self.reinit_prob = check_unit_interval("ReplayBuffer", "reinit_prob", reinit_prob)
+        self.size = check_int("SampleBuffer", "size", size)
+        self.reinit_prob = check_unit_interval("SampleBuffer", "reinit_prob", reinit_prob)
         self.chains: Tensor | None = None
 
     def draw(
         self, batch_size: int, proposal: Distribution, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``(index [batch_size], init [batch_size, d], reinit [batch_size] bool)``."""
-        check_int("ReplayBuffer", "batch_size", batch_size)
+        check_int("SampleBuffer", "batch_size", batch_size)
         if batch_size > self.size:
             raise ValueError(
-                f"ReplayBuffer: batch_size {batch_size} exceeds the buffer size {self.size}; "
+                f"SampleBuffer: batch_size {batch_size} exceeds the buffer size {self.size}; "
                 "use buffer_size >= batch_size"
             )
         if self.chains is None:
@@ -128,7 +130,7 @@ class ReplayBuffer:
     def update(self, index: Tensor, samples: Tensor) -> None:
         """Writes ``samples [len(index), d]`` back into the chains at ``index``."""
         if self.chains is None:
-            raise RuntimeError("ReplayBuffer: update before the first draw")
+            raise RuntimeError("SampleBuffer: update before the first draw")
         self.chains[index] = samples.detach().to(self.chains.dtype)
 
 
@@ -139,12 +141,12 @@ def _default_proposal(x: Tensor) -> Distribution:
 
 
 class ContrastiveDivergence:
-    """CD-k from the data, or persistent CD with a replay buffer; negatives from a shared sampler.
+    """CD-k from the data, or persistent CD with a sample buffer; negatives from a shared sampler.
 
     Args:
         sampler: any ebrl sampler whose ``sample(energy, proposal, n, init=...)`` starts from
             ``init`` (``Langevin``, ``MALA``, or a ``Chain`` of them).
-        persistent: PCD with a :class:`ReplayBuffer` (True) or CD-k from the data batch.
+        persistent: PCD with a :class:`SampleBuffer` (True) or CD-k from the data batch.
         buffer_size: number of persistent chains (PCD).
         reinit_prob: per-use probability that a drawn chain restarts from noise (PCD).
         energy_reg: weight of ``mean(E+^2 + E-^2)`` (see :func:`contrastive_divergence_loss`).
@@ -192,7 +194,7 @@ class ContrastiveDivergence:
             check_int(owner, "num_negatives", num_negatives)
         self.sampler = sampler
         self.persistent = persistent
-        self.buffer = ReplayBuffer(buffer_size, reinit_prob) if persistent else None
+        self.buffer = SampleBuffer(buffer_size, reinit_prob) if persistent else None
         self.energy_reg = float(energy_reg)
         self.temperature = temperature
         self.proposal = proposal

@@ -3,7 +3,7 @@ digits? Measured by MMD to held-out digits, beside the floor MMD(train, held-out
 ceiling MMD(uniform noise, held-out).
 
 Model: ``MLPEnergy(64, (256, 256))`` on pixels in [0, 1]. Objective: persistent contrastive
-divergence (``ebrl.trainers.ContrastiveDivergence``) with a replay buffer of 10 000 chains
+divergence (``ebrl.trainers.ContrastiveDivergence``) with a sample buffer of 10 000 chains
 (5% restarted from uniform noise per use, Du & Mordatch 2019), negatives from the shared
 ``ebrl.samplers.Langevin`` (ULA, textbook ``sqrt(2 eps)`` noise) at temperature ``T``: the
 chains target ``exp(-E / T)``, which is the model. Trained by ``ebrl.trainers.fit``.
@@ -11,7 +11,7 @@ chains target ``exp(-E / T)``, which is the model. Trained by ``ebrl.trainers.fi
 Samples scored (all with the shared sampler, ``n`` = number of training images, so that every
 MMD has the same sample sizes and therefore the same finite-sample floor):
 
-- ``buffer``: ``n`` persistent chains from the replay buffer at the end of training;
+- ``buffer``: ``n`` persistent chains from the sample buffer at the end of training;
 - ``fresh``: ``n`` new chains started from uniform noise and run ``5 k`` Langevin steps on the
   final energy (no buffer involved); ``fresh_4x``: the same chains continued to ``20 k`` steps.
 
