@@ -11,8 +11,9 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from ebrl.agents import SoftQ, SoftQConfig, Transitions, load_agent
-from ebrl.agents.softq import q_loss, soft_temperature_loss
+from ebrl.agents import SoftQ, Transitions, load_agent
+from ebrl.agents.softq import q_loss
+from ebrl.agents.updates import temperature_loss
 from ebrl.cli import main
 from ebrl.policies import CategoricalAnchor
 
@@ -142,14 +143,15 @@ def test_each_loss_alone_puts_gradients_only_on_its_owner(double_q):
     for a in [None, anchor]:
         agent = SoftQ("CartPole-v1", anchor=a, **SMALL)
         batch = random_batch(agent)
-        loss, _ = q_loss(agent.nets, batch, agent.temperature, gamma=0.99, double_q=double_q)
+        loss, terms = q_loss(agent.nets, batch, agent.temperature, gamma=0.99, double_q=double_q)
         loss.backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.nets.q.parameters())
         assert all(p.grad is None for p in agent.nets.q_target.parameters())
         assert all(p.grad is None for p in anchor.parameters())
         assert agent.log_temperature.grad is None
         agent.nets.q.zero_grad(set_to_none=True)
-        loss, _ = soft_temperature_loss(agent.nets, batch.obs, agent.log_temperature, -0.1)
+        reg = terms["kl_to_anchor"] if a is not None else -terms["entropy"]
+        loss, _ = temperature_loss(agent.log_temperature, reg, agent.bound)
         loss.backward()
         assert agent.log_temperature.grad is not None
         assert all(p.grad is None for p in agent.nets.q.parameters())
@@ -162,7 +164,9 @@ def test_target_network_updates_every_interval():
     batch = random_batch(agent)
     for _ in range(2):
         agent.update(batch)
-    assert all(torch.equal(p, b) for p, b in zip(agent.nets.q_target.parameters(), before))
+    assert all(
+        torch.equal(p, b) for p, b in zip(agent.nets.q_target.parameters(), before, strict=True)
+    )
     agent.update(batch)
     for p, q in zip(agent.nets.q_target.parameters(), agent.nets.q.parameters(), strict=True):
         assert torch.equal(p, q)  # tau = 1: a copy
@@ -242,7 +246,7 @@ def test_cli_trains_and_evaluates_softq(tmp_path, capsys):
 # ----------------------------------------------------------------- bad input
 
 
-def test_bad_input(tmp_path):
+def test_bad_input(tmp_path, capsys):
     with pytest.raises(ValueError, match="SoftQ: supports Discrete action spaces"):
         SoftQ("Pendulum-v1")
     with pytest.raises(ValueError, match=r"Categorical over the env's 2 actions"):
@@ -286,3 +290,4 @@ def test_bad_input(tmp_path):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
+        assert message in capsys.readouterr().err

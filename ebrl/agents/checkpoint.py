@@ -146,6 +146,7 @@ def restore(agent: OffPolicyAgent, state: dict) -> None:
         optimizer.load_state_dict(state["optimizers"][key])
     with torch.no_grad():
         agent.log_temperature.copy_(state["log_temperature"])
+    agent.sync_temperature()
     if agent.generator.device.type == "cpu":  # the same random stream as the saved agent
         agent.generator.set_state(state["generator"])
     agent.num_timesteps = int(state["num_timesteps"])

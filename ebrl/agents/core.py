@@ -69,7 +69,7 @@ def _check_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
 class OffPolicyAgent:
     """The shared part of every off-policy agent (see the module docstring).
 
-    Subclasses set ``config_class`` and ``_policy`` (an :class:`~ebrl.policies.AnchoredPolicy`)
+    Subclasses set ``config_class`` and ``policy`` (an :class:`~ebrl.policies.AnchoredPolicy`)
     and implement ``_check_action_space``, ``act``, ``explore``, ``update``, ``modules`` (the
     user's anchor is added to them), ``optimizers`` and ``to_env``; they may add
     ``extra_state`` / ``load_extra_state``.
@@ -148,6 +148,7 @@ class OffPolicyAgent:
             ),
             requires_grad=self.auto_temperature,
         )
+        self._policy_temperature = self.log_temperature.detach().exp().clone()
         self.temperature_optimizer = torch.optim.Adam(
             [self.log_temperature], lr=self.config.learning_rate, fused=True
         )
@@ -198,7 +199,6 @@ class OffPolicyAgent:
         """The energy policy ``anchor · exp(Q / T)`` at the agent's current temperature; assign
         another :class:`~ebrl.policies.AnchoredPolicy` (e.g. with another sampler, or a
         composed cost) and the agent acts with it."""
-        self._policy.temperature = self.temperature
         return self._policy
 
     @policy.setter
@@ -208,7 +208,15 @@ class OffPolicyAgent:
                 f"{type(self).__name__}.policy must be an AnchoredPolicy, got "
                 f"{type(policy).__name__}"
             )
+        # The policy holds the agent's temperature tensor, which the agent updates in place
+        # after every temperature step: never a stale copy, and no check per action.
+        policy.temperature = self._policy_temperature
         self._policy = policy
+
+    def sync_temperature(self) -> None:
+        """Copies ``exp(log T)`` into the tensor the policy reads (after ``log T`` changed)."""
+        with torch.no_grad():
+            self._policy_temperature.copy_(self.log_temperature.exp())
 
     @property
     def temperature(self) -> Tensor:
@@ -237,6 +245,7 @@ class OffPolicyAgent:
         with torch.no_grad():
             lo, hi = self.config.temperature_bounds
             self.log_temperature.clamp_(math.log(lo), math.log(hi))
+        self.sync_temperature()
 
     def seeded(self, build: Callable[[], nn.Module]) -> nn.Module:
         """``build()`` on the agent's device with parameter init seeded by the agent's seed, in

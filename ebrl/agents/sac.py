@@ -320,7 +320,7 @@ class SAC(OffPolicyAgent):
             if cfg.mala_steps > 0:
                 mala = MALA(cfg.mala_step_size, cfg.mala_steps, bounds=(-1.0, 1.0), warmup_steps=5)
                 sampler = Chain(sampler, mala)
-        self._policy = AnchoredPolicy(
+        self.policy = AnchoredPolicy(
             self.anchor, self.nets.utility, self.temperature, sampler, mode_steps=cfg.mode_steps
         )
         self.value_sampler = None

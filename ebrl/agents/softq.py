@@ -46,7 +46,7 @@ from ebrl.agents.updates import polyak_update, temperature_loss
 from ebrl.networks import mlp
 from ebrl.policies import AnchoredPolicy, UniformAnchor, categorical_log_probs
 
-__all__ = ["SoftQ", "SoftQConfig", "SoftQNetworks", "q_loss", "soft_temperature_loss"]
+__all__ = ["SoftQ", "SoftQConfig", "SoftQNetworks", "q_loss"]
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,9 @@ def q_loss(
     double_q: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Soft Bellman regression of ``Q(s, a)`` on ``y = r + gamma (1 - d) V'(s')`` (no gradient
-    into the target; only the Q-network gets one).
+    into the target; only the Q-network gets one). Terms include the exact ``entropy`` (or
+    ``kl_to_anchor``) of the current policy on ``batch.obs``, the estimate
+    :func:`~ebrl.agents.updates.temperature_loss` takes.
 
     ``V'(s') = T log sum_a anchor(a|s') exp(Q'(s', a) / T)`` (exact, target network), or with
     ``double_q`` ``sum_a pi(a|s') [Q'(s', a) - T log(pi(a|s') / anchor(a|s'))]`` with ``pi`` the
@@ -176,26 +178,17 @@ def q_loss(
             )
             value = temperature * torch.logsumexp(scaled, -1)
         target = batch.rewards + gamma * (1 - batch.terminated) * value
-    q = nets.q(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    q_all = nets.q(batch.obs)
+    q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
     if loss == "huber":
         value_loss = nn.functional.smooth_l1_loss(q, target)
     else:
         value_loss = nn.functional.mse_loss(q, target)
-    return value_loss, {"q_loss": value_loss, "q_mean": q.mean(), "target_mean": target.mean()}
-
-
-def soft_temperature_loss(
-    nets: SoftQNetworks, obs: Tensor, log_temperature: Tensor, bound: float
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """:func:`~ebrl.agents.core.temperature_loss` with the exact ``E_s[KL(pi || anchor)]`` (or
-    minus the entropy) of the current policy on ``obs`` (only ``log T`` gets a gradient)."""
-    with torch.no_grad():
-        temperature = log_temperature.exp()
-        log_pi, log_anchor = nets.log_policy(obs, nets.q(obs), temperature)
-        reg = _regulariser(log_pi, log_anchor).mean()
-    loss, terms = temperature_loss(log_temperature, reg, bound)
-    name = "entropy" if nets.entropy_mode else "kl_to_anchor"
-    return loss, {**terms, name: -reg if nets.entropy_mode else reg}
+    with torch.no_grad():  # the policy's regulariser on these states, for the temperature
+        reg = _regulariser(*nets.log_policy(batch.obs, q_all, temperature)).mean()
+    name, value = ("entropy", -reg) if nets.entropy_mode else ("kl_to_anchor", reg)
+    terms = {"q_loss": value_loss, "q_mean": q.mean(), "target_mean": target.mean(), name: value}
+    return value_loss, terms
 
 
 # ----------------------------------------------------------------------------- the agent
@@ -259,7 +252,7 @@ class SoftQ(OffPolicyAgent):
         # uniform that it amounts to with an anchor
         self.set_target(0.2 * math.log(n), 0.8 * math.log(n))
         self.q_optimizer = torch.optim.Adam(self.nets.q.parameters(), cfg.learning_rate, fused=True)
-        self._policy = AnchoredPolicy(self.nets.anchor, self.nets.q, self.temperature)
+        self.policy = AnchoredPolicy(self.nets.anchor, self.nets.q, self.temperature)
         self.gradient_steps_done = 0
 
     @staticmethod
@@ -300,7 +293,8 @@ class SoftQ(OffPolicyAgent):
         nn.utils.clip_grad_norm_(self.nets.q.parameters(), cfg.max_grad_norm, foreach=True)
         self.q_optimizer.step()
 
-        loss, terms = soft_temperature_loss(self.nets, batch.obs, self.log_temperature, self.bound)
+        reg = -metrics["entropy"] if self.entropy_mode else metrics["kl_to_anchor"]
+        loss, terms = temperature_loss(self.log_temperature, reg, self.bound)
         self.step_temperature(loss)
         metrics.update(terms)
 
