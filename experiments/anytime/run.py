@@ -46,7 +46,6 @@ def set_budget(agent: SAC, particles: int, mala_steps: int) -> None:
         mala = MALA(0.01, mala_steps, bounds=(-1.0, 1.0), warmup_steps=5)
         sampler = Chain(sampler, mala)
     agent.policy.sampler = sampler
-    agent.plain = False
 
 
 def pendulum_agent(steps: int, seed: int) -> SAC:
