@@ -3,15 +3,16 @@ behaviour cloning of anchors from demonstrations."""
 
 from ebrl.policies.anchored import AnchoredEnergy, AnchoredPolicy, PolicyEstimate, anchored_sampler
 from ebrl.policies.anchors import (
-    BCReport,
     CategoricalAnchor,
-    ClampedTanhTransform,
     GaussianAnchor,
     GaussianMixtureAnchor,
-    SquashedDistribution,
     UniformAnchor,
+)
+from ebrl.policies.behaviour_cloning import BCReport, fit_behaviour_cloning
+from ebrl.policies.distributions import (
+    ClampedTanhTransform,
+    SquashedDistribution,
     categorical_log_probs,
-    fit_behaviour_cloning,
     masked_categorical,
 )
 

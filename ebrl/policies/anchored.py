@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution
 
 from ebrl.energy import Energy
-from ebrl.policies.anchors import categorical_log_probs
+from ebrl.policies.distributions import categorical_log_probs
 from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Mixture, SampleResult, draw
 from ebrl.samplers.base import check_positive_int
 from ebrl.samplers.importance import effective_sample_size, log_normalizer
