@@ -25,6 +25,7 @@ __all__ = [
     "check_obs",
     "check_positive",
     "check_positive_float",
+    "check_trainable",
     "check_unit_interval",
 ]
 
@@ -134,6 +135,16 @@ def check_obs(owner: str, obs: object, obs_dim: int, like: Tensor) -> Tensor:
             f"or move the module with .to({like.dtype})"
         )
     return obs
+
+
+def check_trainable(owner: str, name: str, module: object) -> list[torch.nn.Parameter]:
+    """An ``nn.Module`` with parameters to train; returns those that require grad."""
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"{owner}: {name} must be an nn.Module, got {type(module).__name__}")
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{owner}: {name} has no trainable parameters")
+    return params
 
 
 def check_energy_output(owner: str, e: object, x: Tensor) -> Tensor:

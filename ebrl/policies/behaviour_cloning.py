@@ -19,7 +19,12 @@ from torch import Tensor, nn
 from torch.distributions import Categorical
 
 from ebrl.policies.distributions import categorical_log_probs
-from ebrl.validation import check_int, check_positive_float, check_unit_interval
+from ebrl.validation import (
+    check_int,
+    check_positive_float,
+    check_trainable,
+    check_unit_interval,
+)
 
 __all__ = ["BCReport", "fit_behaviour_cloning"]
 
@@ -120,11 +125,7 @@ def fit_behaviour_cloning(
         True
     """
     owner = "fit_behaviour_cloning"
-    if not isinstance(anchor, nn.Module):
-        raise TypeError(f"{owner}: anchor must be an nn.Module, got {type(anchor).__name__}")
-    params = [p for p in anchor.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"{owner}: anchor has no trainable parameters (e.g. a UniformAnchor)")
+    params = check_trainable(owner, "anchor", anchor)
     check_unit_interval(owner, "heldout_fraction", heldout_fraction, closed=False)
     batch_size = check_int(owner, "batch_size", batch_size)
     max_epochs = check_int(owner, "max_epochs", max_epochs)

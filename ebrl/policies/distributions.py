@@ -84,7 +84,9 @@ class SquashedDistribution(TransformedDistribution):
     arg_constraints: dict = {}  # noqa: RUF012 - torch's own convention
 
     def __init__(self, base: Distribution, low: Tensor, high: Tensor):
-        low = torch.as_tensor(low, dtype=_dtype_of(base), device=_device_of(base))
+        like = _parameter_of(base)
+        dtype = torch.get_default_dtype() if like is None else like.dtype
+        low = torch.as_tensor(low, dtype=dtype, device=None if like is None else like.device)
         high = torch.as_tensor(high, dtype=low.dtype, device=low.device)
         self.low, self.high = low, high
         self.loc, self.scale = (high + low) / 2, (high - low) / 2
@@ -146,22 +148,15 @@ class ClosedUniform(Uniform):
         return torch.where(inside, log_density, -math.inf)
 
 
-def _dtype_of(dist: Distribution) -> torch.dtype:
+def _parameter_of(dist: Distribution) -> Tensor | None:
+    """A parameter tensor of ``dist`` (or of its base or component distribution), whose dtype and
+    device the distribution has; ``None`` for a distribution without tensor parameters."""
     for name in ("loc", "low", "logits", "probs"):
         value = getattr(dist, name, None)
         if isinstance(value, Tensor):
-            return value.dtype
+            return value
     base = getattr(dist, "base_dist", None) or getattr(dist, "component_distribution", None)
-    return _dtype_of(base) if base is not None else torch.get_default_dtype()
-
-
-def _device_of(dist: Distribution) -> torch.device:
-    for name in ("loc", "low", "logits", "probs"):
-        value = getattr(dist, name, None)
-        if isinstance(value, Tensor):
-            return value.device
-    base = getattr(dist, "base_dist", None) or getattr(dist, "component_distribution", None)
-    return _device_of(base) if base is not None else torch.device("cpu")
+    return _parameter_of(base) if base is not None else None
 
 
 def categorical_log_probs(dist: Categorical) -> Tensor:

@@ -27,7 +27,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ebrl.validation import check_batch, check_int, check_positive_float
+from ebrl.validation import check_batch, check_int, check_positive_float, check_trainable
 
 __all__ = ["FitResult", "Objective", "fit"]
 
@@ -145,11 +145,7 @@ def fit(
         20
     """
     owner = "fit"
-    if not isinstance(energy, nn.Module):
-        raise TypeError(f"{owner}: energy must be an nn.Module, got {type(energy).__name__}")
-    params = [p for p in energy.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"{owner}: energy has no trainable parameters")
+    params = check_trainable(owner, "energy", energy)
     data = _check_data(owner, data)
     if not callable(getattr(objective, "loss", None)):
         raise TypeError(f"{owner}: objective must have a .loss(energy, x, generator=) method")
