@@ -137,6 +137,20 @@ class CategoricalAnchor(nn.Module):
             n = check_int(owner, "action_space (number of actions)", action_space)
         self.n_actions = n
         self.net = mlp(self.obs_dim, hidden_sizes, n, activation, owner=owner)
+        # the constructor's arguments, so a checkpoint can rebuild the module (plain data only)
+        self.spec = {
+            "obs_dim": self.obs_dim,
+            "n_actions": n,
+            "hidden_sizes": list(hidden_sizes),
+            "activation": activation,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> CategoricalAnchor:
+        """Rebuilds an (untrained) anchor from ``anchor.spec``; load its state dict after."""
+        return cls(
+            spec["obs_dim"], spec["n_actions"], tuple(spec["hidden_sizes"]), spec["activation"]
+        )
 
     def forward(self, obs: Tensor) -> Categorical:
         obs = check_obs("CategoricalAnchor", obs, self.obs_dim, self.net[0].weight)
