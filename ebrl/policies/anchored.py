@@ -26,18 +26,24 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-from gymnasium import spaces
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution
 
-from ebrl.energy import Energy
+from ebrl.policies.acting import (
+    AnchoredEnergy,
+    anchored_sampler,
+    check_temperature,
+    distribution_centre,
+    importance_stage,
+    mode_search,
+    sampler_bounds,
+)
 from ebrl.policies.distributions import categorical_log_probs
-from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Mixture, SampleResult, draw
+from ebrl.samplers import Box, ImportanceSampler, SampleResult, draw
 from ebrl.samplers.base import check_positive_int
 from ebrl.samplers.importance import effective_sample_size, log_normalizer
 
@@ -66,110 +72,6 @@ class PolicyEstimate(NamedTuple):
     kl_to_anchor: Tensor
     expected_utility: Tensor
     ess: Tensor
-
-
-def _check_temperature(value: object) -> float | Tensor:
-    if isinstance(value, Tensor):
-        if value.numel() != 1 or not value.is_floating_point():
-            raise ValueError(
-                f"{_OWNER}: temperature must be a float or a one-element floating tensor, got "
-                f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-            )
-        if not bool((torch.isfinite(value) & (value > 0)).all()):
-            raise ValueError(f"{_OWNER}: temperature must be finite and > 0, got {value.item()!r}")
-        return value.reshape(())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{_OWNER}: temperature must be a float or a tensor, got {type(value).__name__}"
-        )
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{_OWNER}: temperature must be finite and > 0, got {value!r}")
-    return value
-
-
-def _bounds_of(sampler: object) -> tuple | None:
-    """The box the sampler keeps its samples in (any stage's ``bounds``), or ``None``."""
-    stages = [sampler]
-    while stages:
-        stage = stages.pop()
-        if isinstance(stage, Chain):
-            stages += [stage.then, stage.first]
-        elif getattr(stage, "bounds", None) is not None:
-            return stage.bounds
-    return None
-
-
-def _centre(dist: Distribution) -> Tensor:
-    """A deterministic point of ``dist``: its median where defined (squashed Gaussians), else
-    its mean; for a :class:`Mixture`, that of its first component (the learned proposal)."""
-    while isinstance(dist, Mixture):
-        dist = dist.components[0]
-    for name in ("median", "mean"):
-        try:
-            value = getattr(dist, name)
-        except (NotImplementedError, AttributeError):
-            continue
-        if isinstance(value, Tensor) and bool(torch.isfinite(value).all()):
-            return value.detach()
-    raise ValueError(
-        f"{_OWNER}.mode: the proposal/anchor {type(dist).__name__} has no finite median or mean "
-        "to start from; pass init="
-    )
-
-
-def _importance_stage(sampler: object) -> ImportanceSampler | None:
-    """The sampler's importance stage: itself, or the first stage of a (nested) ``Chain``."""
-    while isinstance(sampler, Chain):
-        sampler = sampler.first
-    return sampler if isinstance(sampler, ImportanceSampler) else None
-
-
-class AnchoredEnergy(Energy):
-    """``E(a) = -(log anchor(a|s) + Q(s, a) / T)`` over actions ``[n, B, d] -> [n, B]``.
-
-    ``+inf`` wherever the anchor has zero density (whatever ``Q`` is there). Built by
-    :meth:`AnchoredPolicy.energy` for a fixed batch of observations; any ebrl sampler accepts it.
-    """
-
-    def __init__(
-        self,
-        anchor: Distribution,
-        utility: Callable[[Tensor, Tensor], Tensor],
-        obs: Tensor,
-        temperature: float | Tensor,
-    ):
-        super().__init__()
-        self.anchor = anchor
-        self.utility = utility
-        self.obs = obs
-        self.temperature = temperature
-        self.batch = obs.shape[0]
-        self.action_dim = anchor.event_shape[0]
-
-    def log_target(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(log anchor(a) + Q(a) / T, log anchor(a), Q(a))``, each ``[n, B]``."""
-        shape = (self.batch, self.action_dim)
-        if not isinstance(actions, Tensor) or actions.dim() != 3 or actions.shape[1:] != shape:
-            raise ValueError(
-                f"{_OWNER}: actions must have shape [n, B, d] = [n, {shape[0]}, {shape[1]}], got "
-                f"{getattr(actions, 'shape', type(actions).__name__)}"
-            )
-        log_anchor = self.anchor.log_prob(actions)
-        q = self.utility(self.obs, actions)
-        if not isinstance(q, Tensor) or q.shape != actions.shape[:2]:
-            raise ValueError(
-                f"{_OWNER}: utility(obs, actions[n, B, d]) must return [n, B] = "
-                f"{tuple(actions.shape[:2])}, got "
-                f"{tuple(q.shape) if isinstance(q, Tensor) else type(q).__name__}"
-            )
-        t = self.temperature
-        t = t.to(q.device) if isinstance(t, Tensor) else t
-        log_target = torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / t)
-        return log_target, log_anchor, q
-
-    def forward(self, actions: Tensor) -> Tensor:
-        return -self.log_target(actions)[0]
 
 
 class AnchoredPolicy(nn.Module):
@@ -244,7 +146,7 @@ class AnchoredPolicy(nn.Module):
 
     @temperature.setter
     def temperature(self, value: float | Tensor) -> None:
-        self.__dict__["_temperature"] = _check_temperature(value)
+        self.__dict__["_temperature"] = check_temperature(value)
 
     def __setattr__(self, name: str, value: object) -> None:
         if name == "temperature":  # the property, also for nn.Parameter values
@@ -315,7 +217,7 @@ class AnchoredPolicy(nn.Module):
         return proposal
 
     def _stage(self, method: str) -> ImportanceSampler:
-        stage = _importance_stage(self.sampler)
+        stage = importance_stage(self.sampler)
         if stage is None:
             raise ValueError(
                 f"{_OWNER}.{method}: needs an importance stage for continuous actions; use "
@@ -593,7 +495,7 @@ class AnchoredPolicy(nn.Module):
         if discrete:
             raise ValueError(f"{_OWNER}.mode: for continuous actions (discrete: distribution)")
         if init is None:
-            init = _centre(self._proposal(proposal, dist))
+            init = distribution_centre(self._proposal(proposal, dist))
         d = dist.event_shape[0]
         if not isinstance(init, Tensor) or tuple(init.shape) != (obs.shape[0], d):
             raise ValueError(
@@ -601,74 +503,8 @@ class AnchoredPolicy(nn.Module):
                 f"{tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__}"
             )
         energy = AnchoredEnergy(dist, self.utility, obs, self.temperature)
-        bounds = _bounds_of(self.sampler)
-        x = init.detach()
-        if bounds is not None:
-            box = Box(f"{_OWNER}.mode", bounds, x)
-            low, high = box.inner_low, box.inner_high
-            half = box.width / 2
-            x = torch.minimum(torch.maximum(x, low), high)
-        else:
-            low = high = None
-            half = torch.ones((), dtype=x.dtype, device=x.device)
-
-        def value_and_grad(a: Tensor) -> tuple[Tensor, Tensor]:
-            with torch.enable_grad():
-                a = a.detach().requires_grad_(True)
-                f = energy.log_target(a.unsqueeze(0))[0][0]
-                (g,) = torch.autograd.grad(f.sum(), a)
-            return f.detach(), g
-
-        f, g = value_and_grad(x)
-        step = torch.full_like(f, 0.1).unsqueeze(-1)
-        for _ in range(self.mode_steps):
-            direction = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-            candidate = x + step * half * torch.nan_to_num(direction)
-            if low is not None:
-                candidate = torch.minimum(torch.maximum(candidate, low), high)
-            f_new, g_new = value_and_grad(candidate)
-            better = (f_new > f).unsqueeze(-1)
-            x = torch.where(better, candidate, x)
-            f = torch.where(better.squeeze(-1), f_new, f)
-            g = torch.where(better, g_new, g)
-            step = torch.where(better, step * 1.5, step * 0.5)
-        if not bool(torch.isfinite(f).all()):
-            raise ValueError(
-                f"{_OWNER}.mode: the policy's log density is NaN or -inf at the deterministic "
-                "action for some state (a non-finite utility or observation, or an anchor of "
-                "zero density there)"
-            )
-        return x
+        return mode_search(energy, init, sampler_bounds(self.sampler), self.mode_steps)
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         """``act(obs, deterministic)``."""
         return self.act(obs, deterministic)
-
-
-def anchored_sampler(
-    action_space: spaces.Box,
-    n_particles: int = 256,
-    mala_steps: int = 0,
-    step_size: float = 0.01,
-    warmup_steps: int = 10,
-) -> ImportanceSampler | Chain:
-    """The usual sampler for an anchored policy on a bounded ``Box``.
-
-    ``ImportanceSampler(n_particles)`` from the anchor, followed (``mala_steps > 0``) by MALA
-    inside the box (chains in logit space, never leaving it) with ``warmup_steps`` of step-size
-    adaptation: importance sampling finds the modes and ``log Z``, MALA diversifies resampled
-    duplicates and climbs narrow peaks at small ``T``.
-    """
-    if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
-        raise ValueError(f"anchored_sampler: action_space must be a 1-D Box, got {action_space!r}")
-    importance = ImportanceSampler(n_particles)
-    check_positive_int("anchored_sampler", "mala_steps", mala_steps, minimum=0)
-    if mala_steps == 0:
-        return importance
-    low, high = action_space.low, action_space.high
-    if not (
-        torch.isfinite(torch.as_tensor(low)).all() and torch.isfinite(torch.as_tensor(high)).all()
-    ):
-        return Chain(importance, MALA(step_size, mala_steps, warmup_steps=warmup_steps))
-    bounds = (torch.as_tensor(low), torch.as_tensor(high))
-    return Chain(importance, MALA(step_size, mala_steps, bounds=bounds, warmup_steps=warmup_steps))

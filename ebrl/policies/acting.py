@@ -1,0 +1,209 @@
+"""The anchored policy's energy over actions, the usual sampler for it, and its deterministic
+mode search: the pieces :class:`~ebrl.policies.AnchoredPolicy` acts with on continuous actions."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+
+import torch
+from gymnasium import spaces
+from torch import Tensor
+from torch.distributions import Distribution
+
+from ebrl.energy import Energy
+from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Mixture
+from ebrl.samplers.base import check_positive_int
+
+__all__ = [
+    "AnchoredEnergy",
+    "anchored_sampler",
+    "check_temperature",
+    "distribution_centre",
+    "importance_stage",
+    "mode_search",
+    "sampler_bounds",
+]
+
+_OWNER = "AnchoredPolicy"
+
+
+def check_temperature(value: object) -> float | Tensor:
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or not value.is_floating_point():
+            raise ValueError(
+                f"{_OWNER}: temperature must be a float or a one-element floating tensor, got "
+                f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+            )
+        if not bool((torch.isfinite(value) & (value > 0)).all()):
+            raise ValueError(f"{_OWNER}: temperature must be finite and > 0, got {value.item()!r}")
+        return value.reshape(())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{_OWNER}: temperature must be a float or a tensor, got {type(value).__name__}"
+        )
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{_OWNER}: temperature must be finite and > 0, got {value!r}")
+    return value
+
+
+def sampler_bounds(sampler: object) -> tuple | None:
+    """The box the sampler keeps its samples in (any stage's ``bounds``), or ``None``."""
+    stages = [sampler]
+    while stages:
+        stage = stages.pop()
+        if isinstance(stage, Chain):
+            stages += [stage.then, stage.first]
+        elif getattr(stage, "bounds", None) is not None:
+            return stage.bounds
+    return None
+
+
+def distribution_centre(dist: Distribution) -> Tensor:
+    """A deterministic point of ``dist``: its median where defined (squashed Gaussians), else
+    its mean; for a :class:`Mixture`, that of its first component (the learned proposal)."""
+    while isinstance(dist, Mixture):
+        dist = dist.components[0]
+    for name in ("median", "mean"):
+        try:
+            value = getattr(dist, name)
+        except (NotImplementedError, AttributeError):
+            continue
+        if isinstance(value, Tensor) and bool(torch.isfinite(value).all()):
+            return value.detach()
+    raise ValueError(
+        f"{_OWNER}.mode: the proposal/anchor {type(dist).__name__} has no finite median or mean "
+        "to start from; pass init="
+    )
+
+
+def importance_stage(sampler: object) -> ImportanceSampler | None:
+    """The sampler's importance stage: itself, or the first stage of a (nested) ``Chain``."""
+    while isinstance(sampler, Chain):
+        sampler = sampler.first
+    return sampler if isinstance(sampler, ImportanceSampler) else None
+
+
+class AnchoredEnergy(Energy):
+    """``E(a) = -(log anchor(a|s) + Q(s, a) / T)`` over actions ``[n, B, d] -> [n, B]``.
+
+    ``+inf`` wherever the anchor has zero density (whatever ``Q`` is there). Built by
+    :meth:`AnchoredPolicy.energy` for a fixed batch of observations; any ebrl sampler accepts it.
+    """
+
+    def __init__(
+        self,
+        anchor: Distribution,
+        utility: Callable[[Tensor, Tensor], Tensor],
+        obs: Tensor,
+        temperature: float | Tensor,
+    ):
+        super().__init__()
+        self.anchor = anchor
+        self.utility = utility
+        self.obs = obs
+        self.temperature = temperature
+        self.batch = obs.shape[0]
+        self.action_dim = anchor.event_shape[0]
+
+    def log_target(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(log anchor(a) + Q(a) / T, log anchor(a), Q(a))``, each ``[n, B]``."""
+        shape = (self.batch, self.action_dim)
+        if not isinstance(actions, Tensor) or actions.dim() != 3 or actions.shape[1:] != shape:
+            raise ValueError(
+                f"{_OWNER}: actions must have shape [n, B, d] = [n, {shape[0]}, {shape[1]}], got "
+                f"{getattr(actions, 'shape', type(actions).__name__)}"
+            )
+        log_anchor = self.anchor.log_prob(actions)
+        q = self.utility(self.obs, actions)
+        if not isinstance(q, Tensor) or q.shape != actions.shape[:2]:
+            raise ValueError(
+                f"{_OWNER}: utility(obs, actions[n, B, d]) must return [n, B] = "
+                f"{tuple(actions.shape[:2])}, got "
+                f"{tuple(q.shape) if isinstance(q, Tensor) else type(q).__name__}"
+            )
+        t = self.temperature
+        t = t.to(q.device) if isinstance(t, Tensor) else t
+        log_target = torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / t)
+        return log_target, log_anchor, q
+
+    def forward(self, actions: Tensor) -> Tensor:
+        return -self.log_target(actions)[0]
+
+
+def anchored_sampler(
+    action_space: spaces.Box,
+    n_particles: int = 256,
+    mala_steps: int = 0,
+    step_size: float = 0.01,
+    warmup_steps: int = 10,
+) -> ImportanceSampler | Chain:
+    """The usual sampler for an anchored policy on a bounded ``Box``.
+
+    ``ImportanceSampler(n_particles)`` from the anchor, followed (``mala_steps > 0``) by MALA
+    inside the box (chains in logit space, never leaving it) with ``warmup_steps`` of step-size
+    adaptation: importance sampling finds the modes and ``log Z``, MALA diversifies resampled
+    duplicates and climbs narrow peaks at small ``T``.
+    """
+    if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+        raise ValueError(f"anchored_sampler: action_space must be a 1-D Box, got {action_space!r}")
+    importance = ImportanceSampler(n_particles)
+    check_positive_int("anchored_sampler", "mala_steps", mala_steps, minimum=0)
+    if mala_steps == 0:
+        return importance
+    low, high = action_space.low, action_space.high
+    if not (
+        torch.isfinite(torch.as_tensor(low)).all() and torch.isfinite(torch.as_tensor(high)).all()
+    ):
+        return Chain(importance, MALA(step_size, mala_steps, warmup_steps=warmup_steps))
+    bounds = (torch.as_tensor(low), torch.as_tensor(high))
+    return Chain(importance, MALA(step_size, mala_steps, bounds=bounds, warmup_steps=warmup_steps))
+
+
+def mode_search(energy: AnchoredEnergy, init: Tensor, bounds: tuple | None, steps: int) -> Tensor:
+    """A local maximum of ``log anchor(a|s) + Q(s, a) / T`` near ``init [B, d]``, deterministic.
+
+    ``steps`` noise-free gradient-ascent steps: normalised gradient direction, a step of 0.1
+    half-widths of ``bounds`` (1 without bounds) that grows by 1.5 after an improving step and
+    halves after a failed one (a failed step is not taken, so the density never decreases).
+    Raises ``ValueError`` when the density is NaN or zero at the result.
+    """
+    x = init.detach()
+    if bounds is not None:
+        box = Box(f"{_OWNER}.mode", bounds, x)
+        low, high = box.inner_low, box.inner_high
+        half = box.width / 2
+        x = torch.minimum(torch.maximum(x, low), high)
+    else:
+        low = high = None
+        half = torch.ones((), dtype=x.dtype, device=x.device)
+
+    def value_and_grad(a: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            a = a.detach().requires_grad_(True)
+            f = energy.log_target(a.unsqueeze(0))[0][0]
+            (g,) = torch.autograd.grad(f.sum(), a)
+        return f.detach(), g
+
+    f, g = value_and_grad(x)
+    step = torch.full_like(f, 0.1).unsqueeze(-1)
+    for _ in range(steps):
+        direction = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+        candidate = x + step * half * torch.nan_to_num(direction)
+        if low is not None:
+            candidate = torch.minimum(torch.maximum(candidate, low), high)
+        f_new, g_new = value_and_grad(candidate)
+        better = (f_new > f).unsqueeze(-1)
+        x = torch.where(better, candidate, x)
+        f = torch.where(better.squeeze(-1), f_new, f)
+        g = torch.where(better, g_new, g)
+        step = torch.where(better, step * 1.5, step * 0.5)
+    if not bool(torch.isfinite(f).all()):
+        raise ValueError(
+            f"{_OWNER}.mode: the policy's log density is NaN or -inf at the deterministic "
+            "action for some state (a non-finite utility or observation, or an anchor of "
+            "zero density there)"
+        )
+    return x
