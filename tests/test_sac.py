@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from ebrl.agents import SAC, SACConfig, polyak_update
+from ebrl.agents.buffer import Transitions
 from ebrl.agents.sac import actor_loss, critic_loss, temperature_loss
+from ebrl.envs import GOALS, MultiGoalEnv
 from ebrl.policies import GaussianAnchor
 from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin
 from ebrl.samplers.proposal import ProposalSampler
-from ebrl.agents.buffer import Transitions
-from ebrl.envs import GOALS, MultiGoalEnv
 
 SMALL = {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50}
 

@@ -37,6 +37,7 @@ from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.evaluation import evaluate_policy, make_vector_env
 from ebrl.logging import RunLogger
 from ebrl.policies import AnchoredPolicy
+from ebrl.validation import check_int
 
 __all__ = ["OffPolicyAgent"]
 
@@ -58,12 +59,6 @@ class _Stats:
         out = {k: v / self.counts[k] for k, v in self.sums.items()}
         self.sums, self.counts = {}, {}
         return out
-
-
-def _check_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class OffPolicyAgent:
@@ -302,7 +297,7 @@ class OffPolicyAgent:
         stops training. A further call continues from the last observation.
         """
         name = type(self).__name__
-        _check_int(f"{name}.learn", "total_timesteps", total_timesteps)
+        check_int(f"{name}.learn", "total_timesteps", total_timesteps)
         if callback is not None and not callable(callback):
             raise TypeError(f"{name}.learn: callback must be callable, got {callback!r}")
         cfg, n_envs = self.config, self.envs.num_envs

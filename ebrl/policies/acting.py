@@ -14,7 +14,7 @@ from torch.distributions import Distribution
 
 from ebrl.energy import Energy
 from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Mixture
-from ebrl.samplers.base import check_positive_int
+from ebrl.validation import check_int
 
 __all__ = [
     "AnchoredEnergy",
@@ -150,7 +150,7 @@ def anchored_sampler(
     if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
         raise ValueError(f"anchored_sampler: action_space must be a 1-D Box, got {action_space!r}")
     importance = ImportanceSampler(n_particles)
-    check_positive_int("anchored_sampler", "mala_steps", mala_steps, minimum=0)
+    check_int("anchored_sampler", "mala_steps", mala_steps, minimum=0)
     if mala_steps == 0:
         return importance
     low, high = action_space.low, action_space.high

@@ -44,8 +44,8 @@ from ebrl.policies.acting import (
 )
 from ebrl.policies.distributions import categorical_log_probs
 from ebrl.samplers import Box, ImportanceSampler, SampleResult, draw
-from ebrl.samplers.base import check_positive_int
 from ebrl.samplers.importance import effective_sample_size, log_normalizer
+from ebrl.validation import check_int
 
 __all__ = ["AnchoredEnergy", "AnchoredPolicy", "PolicyEstimate", "anchored_sampler"]
 
@@ -116,7 +116,7 @@ class AnchoredPolicy(nn.Module):
         mode_steps: int = 10,
     ):
         super().__init__()
-        check_positive_int(_OWNER, "mode_steps", mode_steps, minimum=0)
+        check_int(_OWNER, "mode_steps", mode_steps, minimum=0)
         self.mode_steps = mode_steps
         if not callable(anchor):
             raise TypeError(
@@ -441,7 +441,7 @@ class AnchoredPolicy(nn.Module):
         ``log_normalizer``, ``acceptance_rate``, ...). Discrete: exact draws; stats hold the exact
         ``log_normalizer``.
         """
-        check_positive_int(f"{_OWNER}.sample", "num_samples", num_samples)
+        check_int(f"{_OWNER}.sample", "num_samples", num_samples)
         with torch.no_grad():
             dist, discrete = self._anchor(obs)
             if discrete:

@@ -24,16 +24,13 @@ from torch.distributions import (
 )
 from torch.distributions.transforms import ComposeTransform
 
-# check_positive_int lived here before ebrl.validation; kept importable for existing callers.
 from ebrl.validation import check_energy_output
-from ebrl.validation import check_int as check_positive_int
 
 __all__ = [
     "Box",
     "EnergyFn",
     "SampleResult",
     "call_energy",
-    "check_positive_int",
     "check_proposal",
     "draw",
     "energy_and_grad",

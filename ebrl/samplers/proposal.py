@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from ebrl.samplers.base import SampleResult, check_positive_int, check_proposal, draw
+from ebrl.samplers.base import SampleResult, check_proposal, draw
+from ebrl.validation import check_int
 
 __all__ = ["ProposalSampler"]
 
@@ -31,7 +32,7 @@ class ProposalSampler:
         generator: torch.Generator | None = None,
     ) -> SampleResult:
         name = "ProposalSampler"
-        check_positive_int(name, "num_samples", num_samples)
+        check_int(name, "num_samples", num_samples)
         if init is not None:
             raise ValueError(f"{name}: init is not used (draws come from the proposal)")
         proposal = check_proposal(name, proposal)

@@ -76,7 +76,9 @@ def report(steps: int) -> None:
         ),
         "",
         f"Seeds >= 475: **{passed}/{len(results)}** (bar: 4 of 5). Mean final return "
-        f"{statistics.mean(finals):.1f}." if finals else "No runs.",
+        f"{statistics.mean(finals):.1f}."
+        if finals
+        else "No runs.",
     ]
     write_report(HERE / "results.md", lines)
 
