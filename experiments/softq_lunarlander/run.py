@@ -15,7 +15,7 @@ wall time includes it. One torch thread by default.
 
 Each run writes ``runs/<agent>_s<seed>.json``; ``--report`` reads them all and writes
 ``results.md`` (through ``ebrl.logging.write_report``, which keeps the hand-written reading)
-and ``curves.png``.
+and ``curves.png`` beside ``runs/`` (``--runs DIR`` moves both, e.g. for a smoke test).
 
 Usage (from the repository root; stable-baselines3 is in the ``bench`` extra)::
 
@@ -302,7 +302,7 @@ def report(args) -> None:
     for agent, rs in by_agent.items():
         lines.append(f"- {agent}: `{json.dumps(rs[0]['hyperparameters'])}`")
     lines += ["", "![curves](curves.png)"]
-    write_report(HERE / "results.md", lines)
+    write_report(args.runs.parent / "results.md", lines)
     print("\n".join(lines))
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -322,7 +322,7 @@ def report(args) -> None:
     ax.set_title("LunarLander-v3 (thin: single seeds)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(HERE / "curves.png", dpi=110)
+    fig.savefig(args.runs.parent / "curves.png", dpi=110)
 
 
 def main() -> None:
@@ -341,7 +341,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
     parser.add_argument("--final-episodes", type=int, default=20, help="episodes at the end")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--runs", type=Path, default=RUNS, help="folder of the run JSONs")
+    parser.add_argument(
+        "--runs", type=Path, default=RUNS, help="folder of the run JSONs; the report goes beside it"
+    )
     parser.add_argument("--report", action="store_true", help="write results.md and curves.png")
     args = parser.parse_args()
     if args.report:
