@@ -311,7 +311,7 @@ def test_cli_anchor_from_discrete_demonstrations(tmp_path, capsys):
     assert result["anchor"]["demos"] == str(demos) and result["anchor"]["heldout_nll"] > 0
     agent = SoftQ.load(out)
     assert isinstance(agent.user_anchor, CategoricalAnchor) and not agent.entropy_mode
-    obs = torch.randn(8, 8)
+    obs = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         kl = agent.policy.estimate(obs).kl_to_anchor
-    assert torch.isfinite(kl).all() and (kl >= 0).all()
+    assert torch.isfinite(kl).all() and (kl >= -1e-5).all()  # KL >= 0 up to rounding

@@ -44,20 +44,20 @@ __all__ = ["OffPolicyAgent"]
 
 @dataclass
 class _Stats:
-    """Running means of tensors between two log writes (no host sync until written)."""
+    """The tensors logged between two writes, kept as they come (no op, no host sync per
+    update); averaged once per write."""
 
-    sums: dict[str, Tensor] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    values: dict[str, list[Tensor]] = field(default_factory=dict)
 
     def add(self, values: dict[str, Tensor]) -> None:
         for key, value in values.items():
-            value = value.detach().float().mean()
-            self.sums[key] = self.sums.get(key, 0.0) + value
-            self.counts[key] = self.counts.get(key, 0) + 1
+            self.values.setdefault(key, []).append(value.detach())
 
     def pop(self) -> dict[str, Tensor]:
-        out = {k: v / self.counts[k] for k, v in self.sums.items()}
-        self.sums, self.counts = {}, {}
+        out = {
+            k: torch.stack([v.float().mean() for v in vs]).mean() for k, vs in self.values.items()
+        }
+        self.values = {}
         return out
 
 

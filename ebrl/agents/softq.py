@@ -119,25 +119,35 @@ class SoftQNetworks(nn.Module):
         self.entropy_mode = anchor is None
         self.anchor = UniformAnchor(gym.spaces.Discrete(n_actions)) if anchor is None else anchor
 
-    def log_anchor(self, obs: Tensor) -> Tensor:
-        """``log anchor(.|s)``, ``[B, n]`` (``-inf`` where 0); in entropy mode the counting
-        measure's 0 for every action."""
+    def log_anchor(self, obs: Tensor) -> Tensor | None:
+        """``log anchor(.|s)``, ``[B, n]`` (``-inf`` where 0); ``None`` in entropy mode (the
+        counting measure: 0 for every action)."""
         if self.entropy_mode:
-            return obs.new_zeros(obs.shape[0], self.q[-1].out_features)
+            return None
         with torch.no_grad():
             return categorical_log_probs(self.anchor(obs))
 
-    def log_policy(self, obs: Tensor, q: Tensor, temperature: Tensor) -> tuple[Tensor, Tensor]:
-        """``(log pi, log anchor)``, each ``[B, n]``: ``log_softmax(log anchor + Q / T)``."""
+    def log_policy(
+        self, obs: Tensor, q: Tensor, temperature: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(log pi, log anchor)``: ``log_softmax(log anchor + Q / T)``, ``[B, n]``."""
         log_anchor = self.log_anchor(obs)
-        logits = torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / temperature)
-        return torch.log_softmax(logits, -1), log_anchor
+        return torch.log_softmax(_scaled(log_anchor, q, temperature), -1), log_anchor
 
 
-def _regulariser(log_pi: Tensor, log_anchor: Tensor) -> Tensor:
+def _scaled(log_anchor: Tensor | None, q: Tensor, temperature: Tensor) -> Tensor:
+    """``log anchor + Q / T``, exactly ``-inf`` where the anchor's probability is 0."""
+    if log_anchor is None:
+        return q / temperature
+    return torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / temperature)
+
+
+def _regulariser(log_pi: Tensor, log_anchor: Tensor | None) -> Tensor:
     """``sum_a pi (log pi - log anchor)`` per state (0 terms where pi = 0): the KL to the anchor,
-    or minus the entropy in entropy mode (``log anchor = 0``)."""
+    or minus the entropy in entropy mode."""
     pi = log_pi.exp()
+    if log_anchor is None:
+        return -torch.special.entr(pi).sum(-1)
     return torch.where(pi > 0, pi * (log_pi - log_anchor), 0.0).sum(-1)
 
 
@@ -165,17 +175,12 @@ def q_loss(
     with torch.no_grad():
         q_next = nets.q_target(batch.next_obs)
         if double_q:
-            log_pi, log_anchor = nets.log_policy(
-                batch.next_obs, nets.q(batch.next_obs), temperature
-            )
-            pi = log_pi.exp()
-            expected_q = torch.where(pi > 0, pi * q_next, 0.0).sum(-1)
+            q_online = nets.q(batch.next_obs)
+            log_pi, log_anchor = nets.log_policy(batch.next_obs, q_online, temperature)
+            expected_q = (log_pi.exp() * q_next).sum(-1)
             value = expected_q - temperature * _regulariser(log_pi, log_anchor)
         else:
-            log_anchor = nets.log_anchor(batch.next_obs)
-            scaled = torch.where(
-                log_anchor == -math.inf, -math.inf, log_anchor + q_next / temperature
-            )
+            scaled = _scaled(nets.log_anchor(batch.next_obs), q_next, temperature)
             value = temperature * torch.logsumexp(scaled, -1)
         target = batch.rewards + gamma * (1 - batch.terminated) * value
     q_all = nets.q(batch.obs)
