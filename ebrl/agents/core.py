@@ -35,6 +35,7 @@ from ebrl.agents import checkpoint
 from ebrl.agents.buffer import ReplayBuffer, Transitions
 from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.evaluation import evaluate_policy, make_vector_env
+from ebrl.agents.updates import temperature_loss
 from ebrl.logging import RunLogger
 from ebrl.policies import AnchoredPolicy
 from ebrl.validation import check_int
@@ -230,17 +231,22 @@ class OffPolicyAgent:
             self.target = default_kl if cfg.target_kl is None else cfg.target_kl
             self.bound = self.target
 
-    def step_temperature(self, loss: Tensor) -> None:
-        """One Adam step on ``log T`` (when automatic), clamped to ``temperature_bounds``."""
+    def step_temperature(self, regularizer: Tensor) -> dict[str, Tensor]:
+        """One Adam step on :func:`~ebrl.agents.updates.temperature_loss` (when automatic),
+        clamped to ``temperature_bounds``; ``regularizer`` estimates ``E[log pi - log anchor]``.
+        Returns the loss term to log."""
+        loss, terms = temperature_loss(self.log_temperature, regularizer, self.bound)
         if not self.auto_temperature:
-            return
-        self.temperature_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+            return terms
+        # The loss is linear in log T: its gradient is -(regularizer - bound), set directly
+        # rather than through an autograd graph for one scalar (the same number; tested).
+        self.log_temperature.grad = (self.bound - regularizer.detach()).to(loss.dtype)
         self.temperature_optimizer.step()
         with torch.no_grad():
             lo, hi = self.config.temperature_bounds
             self.log_temperature.clamp_(math.log(lo), math.log(hi))
         self.sync_temperature()
+        return terms
 
     def seeded(self, build: Callable[[], nn.Module]) -> nn.Module:
         """``build()`` on the agent's device with parameter init seeded by the agent's seed, in

@@ -384,9 +384,7 @@ class SAC(OffPolicyAgent):
         metrics.update(terms)
 
         reg = -terms["entropy"] if self.entropy_mode else terms["kl_to_anchor"]
-        loss, terms = temperature_loss(self.log_temperature, reg, self.bound)
-        self.step_temperature(loss)
-        metrics.update(terms)
+        metrics.update(self.step_temperature(reg))
 
         polyak_update(self.critic, self.critic_target, self.config.tau)
         return metrics

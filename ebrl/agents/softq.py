@@ -42,7 +42,7 @@ from torch.distributions import Categorical
 from ebrl.agents.buffer import Transitions
 from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.core import OffPolicyAgent
-from ebrl.agents.updates import polyak_update, temperature_loss
+from ebrl.agents.updates import polyak_update
 from ebrl.networks import mlp
 from ebrl.policies import AnchoredPolicy, UniformAnchor, categorical_log_probs
 
@@ -299,9 +299,7 @@ class SoftQ(OffPolicyAgent):
         self.q_optimizer.step()
 
         reg = -metrics["entropy"] if self.entropy_mode else metrics["kl_to_anchor"]
-        loss, terms = temperature_loss(self.log_temperature, reg, self.bound)
-        self.step_temperature(loss)
-        metrics.update(terms)
+        metrics.update(self.step_temperature(reg))
 
         self.gradient_steps_done += 1
         if self.gradient_steps_done % cfg.target_update_interval == 0:
