@@ -55,9 +55,12 @@ class _Stats:
             self.values.setdefault(key, []).append(value.detach())
 
     def pop(self) -> dict[str, Tensor]:
-        out = {
-            k: torch.stack([v.float().mean() for v in vs]).mean() for k, vs in self.values.items()
-        }
+        out = {}
+        for key, vs in self.values.items():
+            if all(v.dim() == 0 for v in vs):
+                out[key] = torch.stack(vs).float().mean()
+            else:
+                out[key] = torch.stack([v.float().mean() for v in vs]).mean()
         self.values = {}
         return out
 

@@ -90,6 +90,7 @@ class UniformAnchor(nn.Module):
                 f"{type(space).__name__}"
             )
         self.space = space
+        self._categorical: tuple | None = None
         self.register_buffer("low", low, persistent=False)
         self.register_buffer("high", high, persistent=False)
 
@@ -102,8 +103,14 @@ class UniformAnchor(nn.Module):
         dtype = obs.dtype if obs.is_floating_point() else torch.get_default_dtype()
         batch = obs.shape[0]
         if self.n_actions is not None:
-            logits = torch.zeros(batch, self.n_actions, dtype=dtype, device=obs.device)
-            return Categorical(logits=logits, validate_args=False)
+            # The same distribution for every batch of one size, dtype and device: built once
+            # (acting calls this at every env step; a Categorical normalises its logits).
+            key = (batch, dtype, obs.device)
+            if self._categorical is None or self._categorical[0] != key:
+                logits = torch.full((batch, self.n_actions), -math.log(self.n_actions))
+                dist = Categorical(logits=logits.to(dtype=dtype, device=obs.device))
+                self._categorical = (key, dist)
+            return self._categorical[1]
         low = self.low.to(device=obs.device, dtype=dtype).expand(batch, -1)
         high = self.high.to(device=obs.device, dtype=dtype).expand(batch, -1)
         return Independent(ClosedUniform(low, high, validate_args=False), 1, validate_args=False)
