@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
 
 from ebrl.validation import check_int
 
-__all__ = ["ACTIVATIONS", "mlp"]
+__all__ = ["ACTIVATIONS", "MLP", "mlp"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
@@ -19,6 +21,32 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
 }
 
+# the same activations as functions, for MLP.forward
+_FUNCTIONAL: dict[type[nn.Module], Callable[[Tensor], Tensor]] = {
+    nn.SiLU: functional.silu,
+    nn.ReLU: torch.relu,
+    nn.ELU: functional.elu,
+    nn.Tanh: torch.tanh,
+    nn.Softplus: functional.softplus,
+    nn.GELU: functional.gelu,
+}
+
+
+class MLP(nn.Sequential):
+    """An ``nn.Sequential`` of ``Linear`` and activation layers whose forward calls the layers'
+    functions directly (``F.linear``, ``torch.relu``, ...) instead of each submodule: the same
+    result, without a module dispatch per layer (about 13 us of a 256-256 MLP's 30 us on one
+    state on a CPU, where agents call small networks thousands of times a second). Hooks
+    registered on the *layers* therefore do not run; hooks on the MLP itself do."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self:
+            if isinstance(layer, nn.Linear):
+                x = functional.linear(x, layer.weight, layer.bias)
+            else:
+                x = _FUNCTIONAL[type(layer)](x)
+        return x
+
 
 def mlp(
     in_dim: int,
@@ -27,7 +55,7 @@ def mlp(
     activation: str = "relu",
     *,
     owner: str = "mlp",
-) -> nn.Sequential:
+) -> MLP:
     """``Linear -> activation`` for each hidden width, then a final ``Linear`` to ``out_dim``.
 
     Layers are ``nn.Sequential`` children ``0, 1, 2, ...`` (state-dict keys ``0.weight``,
@@ -55,4 +83,4 @@ def mlp(
         layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
         width = h
     layers.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
