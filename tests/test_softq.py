@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from ebrl.agents import SoftQ, Transitions, load_agent
+from ebrl.agents import SACConfig, SoftQ, SoftQConfig, Transitions, load_agent
 from ebrl.agents.softq import q_loss
 from ebrl.agents.updates import temperature_loss
 from ebrl.cli import main
@@ -315,3 +315,11 @@ def test_cli_anchor_from_discrete_demonstrations(tmp_path, capsys):
     with torch.no_grad():
         kl = agent.policy.estimate(obs).kl_to_anchor
     assert torch.isfinite(kl).all() and (kl >= -1e-5).all()  # KL >= 0 up to rounding
+
+
+def test_presets_apply_and_overrides_win():
+    config = SoftQConfig.for_env("LunarLander-v3", batch_size=32)
+    assert config.learning_rate == 6.3e-4 and config.target_update_interval == 250
+    assert config.batch_size == 32  # the override wins over the preset
+    assert SoftQConfig.for_env("NoPreset-v0") == SoftQConfig()
+    assert SACConfig.for_env("Pendulum-v1").learning_rate == 1e-3

@@ -3,7 +3,8 @@
 
 Sources: RL-Zoo (rl-baselines3-zoo, ``hyperparams/sac.yml`` and ``hyperparams/dqn.yml``), the
 tuned values Stable-Baselines3 users start from; only fields ebrl's configs have are taken.
-LunarLander-v3 uses RL-Zoo's LunarLander-v2 values (same task; gymnasium renamed it).
+Values are from rl_zoo3 2.9.2. DQN's epsilon-greedy schedule has no counterpart: SoftQ explores
+by sampling its Boltzmann policy, tuned toward an entropy target.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "gradient_steps": 128,
             "hidden_sizes": (256, 256),
         },
-        # dqn.yml LunarLander-v2: target_update_interval 250 env steps at one gradient step per
+        # dqn.yml LunarLander: target_update_interval 250 env steps at one gradient step per
         # env step (train_freq 4, gradient_steps -1 = 4) is 250 gradient steps.
         "LunarLander-v3": {
             "learning_rate": 6.3e-4,
@@ -38,6 +39,31 @@ PRESETS: dict[str, dict[str, dict]] = {
             "train_freq": 4,
             "gradient_steps": 4,
             "target_update_interval": 250,
+            "hidden_sizes": (256, 256),
+        },
+        # dqn.yml Acrobot-v1 (the LunarLander values).
+        "Acrobot-v1": {
+            "learning_rate": 6.3e-4,
+            "batch_size": 128,
+            "buffer_size": 50_000,
+            "learning_starts": 0,
+            "gamma": 0.99,
+            "train_freq": 4,
+            "gradient_steps": 4,
+            "target_update_interval": 250,
+            "hidden_sizes": (256, 256),
+        },
+        # dqn.yml MountainCar-v0: target_update_interval 600 env steps at 8 gradient steps per
+        # 16 env steps is 300 gradient steps.
+        "MountainCar-v0": {
+            "learning_rate": 4e-3,
+            "batch_size": 128,
+            "buffer_size": 10_000,
+            "learning_starts": 1000,
+            "gamma": 0.98,
+            "train_freq": 16,
+            "gradient_steps": 8,
+            "target_update_interval": 300,
             "hidden_sizes": (256, 256),
         },
     },
