@@ -323,3 +323,15 @@ def test_presets_apply_and_overrides_win():
     assert config.batch_size == 32  # the override wins over the preset
     assert SoftQConfig.for_env("NoPreset-v0") == SoftQConfig()
     assert SACConfig.for_env("Pendulum-v1").learning_rate == 1e-3
+
+
+def test_an_assigned_policy_acts_and_reads_the_agents_temperature():
+    from ebrl.policies import AnchoredPolicy
+
+    agent = SoftQ("CartPole-v1", temperature=0.3, **SMALL)
+    agent.policy = AnchoredPolicy(FixedAnchor([1.0, 0.0]), agent.nets.q, 5.0)
+    torch.testing.assert_close(agent.policy.temperature, agent.temperature)
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    assert (agent.predict(obs)[0] == 0).all() and (agent.predict(obs, True)[0] == 0).all()
+    with pytest.raises(TypeError, match="must be an AnchoredPolicy"):
+        agent.policy = "greedy"
