@@ -27,6 +27,7 @@ Usage (from the repository root; stable-baselines3 is in the ``bench`` extra)::
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import os
@@ -142,13 +143,13 @@ def sb3_arm(seed: int):
     return hyper, learn, run_eval
 
 
-def softq_arm(seed: int):
+def softq_arm(seed: int, overrides: dict | None = None):
     try:
         from ebrl.agents import SoftQ, SoftQConfig
     except ImportError as err:
         sys.exit(f"--agent softq needs ebrl.agents.SoftQ and SoftQConfig, not importable: {err}")
 
-    config = SoftQConfig.for_env(ENV)
+    config = SoftQConfig.for_env(ENV, **(overrides or {}))
     agent = SoftQ(ENV, seed=seed, device="cpu", config=config)
 
     def learn(steps: int, on_step: Callable[[int], None]) -> int:
@@ -165,7 +166,8 @@ def softq_arm(seed: int):
     fields = (
         dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {"config": repr(config)}
     )
-    hyper = {"library": "ebrl SoftQ", "source": 'SoftQConfig.for_env("LunarLander-v3")', **fields}
+    source = f'SoftQConfig.for_env("LunarLander-v3", **{overrides or {}})'
+    hyper = {"library": "ebrl SoftQ", "source": source, **fields}
     return hyper, learn, run_eval
 
 
@@ -180,10 +182,17 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def _parse_set(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` (a Python literal) of a SoftQConfig override."""
+    key, _, value = item.partition("=")
+    return key, ast.literal_eval(value)
+
+
 def train(args) -> None:
     torch.set_num_threads(args.threads)
     arm = sb3_arm if args.agent == "sb3" else softq_arm
-    hyper, learn, run_eval = arm(args.seed)
+    overrides = dict(_parse_set(item) for item in args.set)
+    hyper, learn, run_eval = arm(args.seed, overrides) if overrides else arm(args.seed)
     evaluator = Evaluator(args.eval_every, args.eval_episodes, args.steps, run_eval)
     load_start = os.getloadavg()[0]
     start = time.perf_counter()
@@ -345,6 +354,13 @@ def main() -> None:
         "--runs", type=Path, default=RUNS, help="folder of the run JSONs; the report goes beside it"
     )
     parser.add_argument("--report", action="store_true", help="write results.md and curves.png")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="softq only: SoftQConfig overrides on top of the preset (e.g. tau=0.005)",
+    )
     args = parser.parse_args()
     if args.report:
         report(args)
