@@ -165,8 +165,9 @@ def q_loss(
     double_q: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Soft Bellman regression of ``Q(s, a)`` on ``y = r + gamma (1 - d) V'(s')`` (no gradient
-    into the target; only the Q-network gets one). Terms include the exact ``entropy`` (or
-    ``kl_to_anchor``) of the current policy on ``batch.obs``, the estimate
+    into the target; only the Q-network gets one). Terms include the exact mean ``entropy`` (or
+    ``kl_to_anchor``) of the current policy over the batch's states (``next_obs`` with
+    ``double_q``, which computes that policy anyway; ``obs`` otherwise), the estimate
     :func:`~ebrl.agents.updates.temperature_loss` takes.
 
     ``V'(s') = T log sum_a anchor(a|s') exp(Q'(s', a) / T)`` (exact, target network), or with
@@ -176,24 +177,27 @@ def q_loss(
     with torch.no_grad():
         q_next = nets.q_target(batch.next_obs)
         if double_q:
-            q_online = nets.q(batch.next_obs)
-            log_pi, log_anchor = nets.log_policy(batch.next_obs, q_online, temperature)
-            expected_q = (log_pi.exp() * q_next).sum(-1)
-            value = expected_q - temperature * _regulariser(log_pi, log_anchor)
+            log_pi, log_anchor = nets.log_policy(
+                batch.next_obs, nets.q(batch.next_obs), temperature
+            )
+            reg = _regulariser(log_pi, log_anchor)
+            value = (log_pi.exp() * q_next).sum(-1) - temperature * reg
         else:
             scaled = _scaled(nets.log_anchor(batch.next_obs), q_next, temperature)
             value = temperature * torch.logsumexp(scaled, -1)
-        target = batch.rewards + gamma * (1 - batch.terminated) * value
-    q_all = nets.q(batch.obs)
-    q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        target = torch.addcmul(batch.rewards, 1 - batch.terminated, value, value=gamma)
+    q = nets.q(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
     if loss == "huber":
         value_loss = nn.functional.smooth_l1_loss(q, target)
     else:
         value_loss = nn.functional.mse_loss(q, target)
-    with torch.no_grad():  # the policy's regulariser on these states, for the temperature
-        reg = _regulariser(*nets.log_policy(batch.obs, q_all, temperature)).mean()
+    if not double_q:  # the regulariser on the batch's states (double-Q has it for s')
+        with torch.no_grad():
+            reg = _regulariser(*nets.log_policy(batch.obs, nets.q(batch.obs), temperature))
+    reg = reg.mean()
     name, value = ("entropy", -reg) if nets.entropy_mode else ("kl_to_anchor", reg)
-    terms = {"q_loss": value_loss, "q_mean": q.mean(), "target_mean": target.mean(), name: value}
+    # q and target are logged as vectors: the core averages them at its log writes
+    terms = {"q_loss": value_loss, "q_mean": q.detach(), "target_mean": target, name: value}
     return value_loss, terms
 
 

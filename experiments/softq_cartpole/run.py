@@ -63,7 +63,8 @@ def report(steps: int) -> None:
         "",
         f"Command (per seed): `ebrl train --algo softq --env CartPole-v1 --steps {steps} "
         "--seed S` (the CartPole-v1 preset: RL-Zoo's DQN hyperparameters; auto temperature "
-        "toward entropy 0.2773 = 0.4 log 2, tuned by ebrl for this preset). Driver: `python experiments/softq_cartpole/run.py`. "
+        "toward entropy 0.2773 = 0.4 log 2, tuned by ebrl for this preset). "
+        "Driver: `python experiments/softq_cartpole/run.py`. "
         f"Final evaluation: 10 deterministic episodes. Machine: {platform.machine()}, "
         f"torch {torch.__version__}, one torch thread per run.",
         "",
