@@ -284,15 +284,16 @@ class SoftQ(OffPolicyAgent):
         """
         if self.policy is not self._own_policy:
             return self.policy.act(obs, deterministic, self.generator), {}
-        log_pi, _ = self.nets.log_policy(obs, self.nets.q(obs), self._policy_temperature)
-        if not bool(torch.isfinite(log_pi.max(-1).values).all()):
+        log_anchor = self.nets.log_anchor(obs)
+        probs = torch.softmax(_scaled(log_anchor, self.nets.q(obs), self._policy_temperature), -1)
+        if not bool(torch.isfinite(probs).all()):  # NaN Q, or no action the anchor allows
             raise ValueError(
                 "SoftQ.act: the policy is NaN or has no action of nonzero probability for some "
                 "state (a NaN Q-value or observation, or an anchor of zero everywhere)"
             )
         if deterministic:
-            return log_pi.argmax(-1), {}
-        return torch.multinomial(log_pi.exp(), 1, generator=self.generator).squeeze(1), {}
+            return probs.argmax(-1), {}
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1), {}
 
     def explore(self, obs: Tensor) -> Tensor:
         probs = categorical_log_probs(self.nets.anchor(obs)).exp()
