@@ -581,3 +581,35 @@ def test_device_follows_inputs_cuda():
     uniform = AnchoredPolicy(UniformAnchor(Discrete(3)), lambda o: o[:, :3], 1.0)
     assert uniform.distribution(obs).probs.device.type == "cuda"
     assert uniform.sample(obs, 4, generator=g).samples.device.type == "cuda"
+
+
+def test_proposal_sampler_draws_the_proposal_and_rejects_bad_input():
+    from ebrl.samplers.proposal import ProposalSampler
+
+    proposal = torch.distributions.Independent(
+        torch.distributions.Normal(torch.zeros(3, 2), torch.ones(3, 2)), 1
+    )
+    x = ProposalSampler().sample(None, proposal, 4000, generator=gen(0)).samples
+    assert x.shape == (4000, 3, 2)
+    # N(0, 1) per coordinate: the sample mean of 4000 draws is within 5 sd (5 / sqrt(4000))
+    assert x.mean(0).abs().max() < 5 / 4000**0.5
+    with pytest.raises(ValueError, match="num_samples must be an int >= 1"):
+        ProposalSampler().sample(None, proposal, 0)
+    with pytest.raises(ValueError, match="init is not used"):
+        ProposalSampler().sample(None, proposal, 1, init=torch.zeros(1, 3, 2))
+    with pytest.raises(TypeError, match=r"proposal must be a torch\.distributions\.Distribution"):
+        ProposalSampler().sample(None, "normal", 1)
+
+
+def test_mode_rejects_a_badly_shaped_init_and_a_discrete_policy():
+    space = Box(-1.0, 1.0, (2,))
+    policy = AnchoredPolicy(
+        UniformAnchor(space), lambda o, a: -(a**2).sum(-1), 1.0, ImportanceSampler(8)
+    )
+    obs = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"init must be a tensor \[B, d\] = \[3, 2\]"):
+        policy.mode(obs, init=torch.zeros(3, 5))
+    torch.testing.assert_close(policy.mode(obs), torch.zeros(3, 2))  # the centre is the mode
+    discrete = AnchoredPolicy(UniformAnchor(Discrete(3)), lambda o: o[:, :3], 1.0)
+    with pytest.raises(ValueError, match="for continuous actions"):
+        discrete.mode(obs)
