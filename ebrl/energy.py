@@ -280,14 +280,19 @@ class GaussianMixtureEnergy(Energy):
     def __init__(self, weights: Tensor, means: Tensor, covariances: Tensor | float):
         super().__init__()
         means = torch.as_tensor(means)
-        weights = torch.as_tensor(weights, dtype=means.dtype)
+        # checked and normalised in float64: a tiny weight must neither pass as 0 (a negative
+        # one) nor make the weights "all zero" (a positive one) by underflowing in float32
+        weights = torch.as_tensor(weights, dtype=torch.float64)
         if means.dim() != 2 or weights.shape != means.shape[:1]:
             raise ValueError(
                 "GaussianMixtureEnergy: expected weights [K] and means [K, d], got "
                 f"{tuple(weights.shape)} and {tuple(means.shape)}"
             )
-        if (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError("GaussianMixtureEnergy: weights must be non-negative, not all zero")
+        if not bool(torch.isfinite(weights).all() & (weights >= 0).all()) or weights.sum() <= 0:
+            raise ValueError(
+                "GaussianMixtureEnergy: weights must be finite and non-negative, not all zero, "
+                f"got {weights.tolist()}"
+            )
         k, d = means.shape
         cov = torch.as_tensor(covariances, dtype=means.dtype)
         if cov.dim() <= 1:
@@ -297,7 +302,7 @@ class GaussianMixtureEnergy(Energy):
                 f"GaussianMixtureEnergy: covariances must be [K, d, d] = [{k}, {d}, {d}], "
                 f"got {tuple(cov.shape)}"
             )
-        self.register_buffer("log_weights", (weights / weights.sum()).log())
+        self.register_buffer("log_weights", (weights / weights.sum()).log().to(means.dtype))
         self.components = GaussianEnergy(means, cov)
 
     @property

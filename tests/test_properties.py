@@ -681,3 +681,265 @@ def test_policy_methods_name_bad_observations(method, bad, continuous):
         "none": None,
     }[bad]
     raises_naming(lambda: getattr(policy, method)(obs), "obs")
+
+
+# ----------------------------------------------------------------------------- anchors
+
+
+@given(
+    n=st.integers(1, 6),
+    b=st.integers(1, 4),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.int64, torch.uint8]),
+)
+def test_uniform_anchor_over_discrete_actions(n, b, dtype):
+    dist = UniformAnchor(gym.spaces.Discrete(n))(torch.zeros(b, 2, dtype=dtype))
+    assert isinstance(dist, Categorical) and dist.batch_shape == (b,)
+    expected_dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()
+    assert dist.probs.dtype == expected_dtype
+    torch.testing.assert_close(dist.probs, torch.full((b, n), 1 / n, dtype=expected_dtype))
+
+
+@given(start=st.integers().filter(lambda s: s != 0), n=st.integers(1, 5))
+def test_uniform_anchor_names_a_discrete_start(start, n):
+    raises_naming(lambda: UniformAnchor(gym.spaces.Discrete(n, start=start)), "start")
+
+
+@given(space=boxes(), b=st.integers(1, 3), points=st.lists(reals(-20, 20), min_size=9, max_size=9))
+def test_uniform_anchor_density_on_the_closed_box(space, b, points):
+    """``log p = -sum log(high - low)`` on the closed box (boundary included), ``-inf``
+    outside; draws land in the box."""
+    low, high = torch.as_tensor(space.low), torch.as_tensor(space.high)
+    dist = UniformAnchor(space)(torch.zeros(b, 1))
+    d = space.shape[0]
+    a = torch.tensor(points[: b * d]).reshape(b, d) if len(points) >= b * d else torch.zeros(b, d)
+    a = torch.cat([a.unsqueeze(0), low.expand(1, b, d), high.expand(1, b, d)])
+    inside = ((a >= low) & (a <= high)).all(-1)
+    log_p = dist.log_prob(a)
+    expected = torch.where(inside, -torch.log(high - low).sum(), -math.inf)
+    torch.testing.assert_close(log_p, expected)
+    x = draw(dist, (5,), torch.Generator().manual_seed(0))
+    assert bool(((x >= low) & (x <= high)).all())
+
+
+@given(side=st.sampled_from(["low", "high", "both"]))
+def test_uniform_anchor_names_an_unbounded_box(side):
+    low = -np.inf if side in ("low", "both") else -1.0
+    high = np.inf if side in ("high", "both") else 1.0
+    raises_naming(lambda: UniformAnchor(gym.spaces.Box(low, high, (2,))), "bounded")
+
+
+@given(
+    space=boxes(),
+    mixture=st.booleans(),
+    obs=st.lists(reals(-1e3, 1e3), min_size=6, max_size=6),
+    num=st.integers(1, 5),
+    seed=seeds,
+)
+def test_gaussian_anchors_draw_in_the_box_with_finite_log_prob(space, mixture, obs, num, seed):
+    """Squashed (mixture) Gaussians: draws ``[num, B, d]`` in the closed box, finite ``log_prob``
+    there and on the boundary (clipped demonstrations), ``-inf`` outside."""
+    torch.manual_seed(seed % 1000)
+    if mixture:
+        anchor = GaussianMixtureAnchor(3, space, n_components=2, hidden_sizes=(4,))
+    else:
+        anchor = GaussianAnchor(3, space, hidden_sizes=(4,))
+    low, high = torch.as_tensor(space.low), torch.as_tensor(space.high)
+    dist = anchor(torch.tensor(obs).reshape(2, 3))
+    x = draw(dist, (num,), torch.Generator().manual_seed(seed))
+    d = space.shape[0]
+    assert x.shape == (num, 2, d) and bool(((x >= low) & (x <= high)).all())
+    assert finite(dist.log_prob(x))
+    assert finite(dist.log_prob(torch.stack([low, high]).unsqueeze(1).expand(2, 2, d)))
+    outside = torch.stack([low - 1, high + 1]).unsqueeze(1).expand(2, 2, d)
+    assert bool((dist.log_prob(outside) == -math.inf).all())
+
+
+@given(
+    which=st.sampled_from(["categorical", "gaussian", "mixture"]),
+    bad=st.sampled_from(["list", "wrong_dim", "float64", "scalar", "none"]),
+)
+def test_anchors_name_bad_observations(which, bad):
+    box = gym.spaces.Box(-1, 1, (2,))
+    anchor = {
+        "categorical": lambda: CategoricalAnchor(3, 4, hidden_sizes=(4,)),
+        "gaussian": lambda: GaussianAnchor(3, box, hidden_sizes=(4,)),
+        "mixture": lambda: GaussianMixtureAnchor(3, box, 2, hidden_sizes=(4,)),
+    }[which]()
+    obs = {
+        "list": [[0.0, 0.0, 0.0]],
+        "wrong_dim": torch.zeros(2, 4),
+        "float64": torch.zeros(2, 3, dtype=torch.float64),
+        "scalar": torch.tensor(1.0),
+        "none": None,
+    }[bad]
+    raises_naming(lambda: anchor(obs), "obs")
+
+
+@given(
+    case=st.one_of(
+        st.tuples(st.just("obs_dim"), not_count),
+        st.tuples(st.just("n_components"), not_count),
+        st.tuples(st.just("action_space"), not_count),
+        st.tuples(
+            st.just("log_std_bounds"),
+            st.one_of(
+                st.tuples(reals(-10, 10), reals(-10, 10)).filter(lambda b: b[0] >= b[1]),
+                st.tuples(st.just(math.nan), reals(-1, 1)),
+                st.tuples(reals(-1, 1), st.just(math.inf)),
+            ),
+        ),
+        st.tuples(st.just("hidden_sizes"), st.sampled_from([(0,), (-3,), (2.5,)])),
+    )
+)
+def test_anchor_constructors_name_bad_arguments(case):
+    arg, value = case
+    box = gym.spaces.Box(-1, 1, (2,))
+    if arg == "action_space":
+        raises_naming(lambda: CategoricalAnchor(3, value), "action_space")
+        return
+    if arg == "n_components":
+        raises_naming(lambda: GaussianMixtureAnchor(3, box, n_components=value), arg)
+        return
+    for cls in (GaussianAnchor, GaussianMixtureAnchor):
+        raises_naming(lambda cls=cls: cls(**{"obs_dim": 3, "action_space": box, arg: value}), arg)
+
+
+@given(problem=discrete_problems(), legal_bits=st.lists(st.booleans(), min_size=15, max_size=15))
+def test_masked_categorical_zeroes_illegal_actions(problem, legal_bits):
+    probs, _, _ = problem
+    b, n = probs.shape
+    legal = torch.tensor(legal_bits[: b * n]).reshape(b, n)
+    allowed = legal & (probs > 0)
+    dist = Categorical(probs=probs)
+    if not bool(allowed.any(-1).all()):
+        raises_naming(lambda: masked_categorical(dist, legal), "legal")
+        return
+    masked = masked_categorical(dist, legal).probs
+    expected = torch.where(allowed, probs, 0.0)
+    torch.testing.assert_close(masked, expected / expected.sum(-1, keepdim=True))
+    assert bool((masked[~allowed] == 0).all())
+
+
+# ----------------------------------------------------------------------------- energies
+
+
+@st.composite
+def gaussians(draw_, max_dim: int = 3):
+    d = draw_(st.integers(1, max_dim))
+    mean = torch.tensor(draw_(st.lists(reals(-5, 5), min_size=d, max_size=d)), dtype=torch.float64)
+    a = draw_(st.lists(reals(-2, 2), min_size=d * d, max_size=d * d))
+    a = torch.tensor(a, dtype=torch.float64).reshape(d, d)
+    cov = a @ a.T + draw_(reals(0.1, 2)) * torch.eye(d, dtype=torch.float64)
+    return mean, cov
+
+
+@given(gauss=gaussians(), x=st.lists(reals(-10, 10), min_size=12, max_size=12))
+def test_gaussian_energy_matches_torch(gauss, x):
+    mean, cov = gauss
+    d = mean.shape[0]
+    points = torch.tensor(x, dtype=torch.float64)[: 4 * d].reshape(4, d)
+    energy = GaussianEnergy(mean, cov)
+    reference = MultivariateNormal(mean, cov).log_prob(points)
+    torch.testing.assert_close(energy.log_prob(points), reference)
+    # the score is -Sigma^-1 (x - mu)
+    score = -torch.linalg.solve(cov, (points - mean).T).T
+    torch.testing.assert_close(energy.score(points), score)
+
+
+@given(d=dims, negative=reals(-10, 0))
+def test_gaussian_energy_names_a_non_positive_definite_covariance(d, negative):
+    cov = torch.eye(d, dtype=torch.float64)
+    cov[0, 0] = negative
+    raises_naming(lambda: GaussianEnergy(torch.zeros(d, dtype=torch.float64), cov), "covariance")
+
+
+@given(
+    k=st.integers(1, 3),
+    d=dims,
+    data=st.data(),
+)
+def test_gaussian_mixture_energy_matches_torch(k, d, data):
+    # tiny weights too: they must not underflow to zero in float32
+    weights = data.draw(st.lists(st.floats(1e-300, 1.0), min_size=k, max_size=k))
+    weights = torch.tensor(weights, dtype=torch.float64)
+    means = torch.tensor(data.draw(st.lists(reals(-5, 5), min_size=k * d, max_size=k * d)))
+    variances = torch.tensor(data.draw(st.lists(reals(0.1, 3), min_size=k, max_size=k)))
+    x = torch.tensor(data.draw(st.lists(reals(-10, 10), min_size=5 * d, max_size=5 * d)))
+    means, x = means.double().reshape(k, d), x.double().reshape(5, d)
+    energy = GaussianMixtureEnergy(weights.tolist(), means.float(), variances)
+    scale = variances.double().sqrt().reshape(k, 1).expand(k, d)
+    reference = torch.distributions.MixtureSameFamily(
+        Categorical(logits=weights.log()), Independent(Normal(means, scale), 1)
+    )
+    log_p = energy.log_prob(x.float()).double()
+    torch.testing.assert_close(log_p, reference.log_prob(x), rtol=1e-4, atol=1e-3)
+
+
+@given(
+    weights=st.one_of(
+        st.lists(reals(-5, 5), min_size=2, max_size=2).filter(lambda w: min(w) < 0),
+        st.just([0.0, 0.0]),
+        st.lists(reals(0.1, 1), min_size=1, max_size=3).filter(lambda w: len(w) != 2),
+        st.tuples(reals(0, 1), st.sampled_from([math.nan, math.inf])).map(list),
+    )
+)
+def test_gaussian_mixture_energy_names_bad_weights(weights):
+    raises_naming(lambda: GaussianMixtureEnergy(weights, torch.zeros(2, 2), 1.0), "weights")
+
+
+@given(
+    g1=gaussians(max_dim=2),
+    c=reals(-10, 10),
+    bad_c=st.sampled_from([math.nan, math.inf, -math.inf]),
+    x=st.lists(reals(-5, 5), min_size=6, max_size=6),
+)
+def test_energy_algebra(g1, c, bad_c, x):
+    """``(E1 + E2)(x) = E1(x) + E2(x)``, ``(c E)(x) = c E(x)`` (and its score ``c`` times the
+    score), plain callables compose too; a non-finite scale is named."""
+    mean, cov = g1
+    d = mean.shape[0]
+    points = torch.tensor(x, dtype=torch.float64)[: 3 * d].reshape(3, d)
+    e1 = GaussianEnergy(mean, cov)
+    e2 = GaussianEnergy(-mean, 2 * cov)
+    torch.testing.assert_close((e1 + e2)(points), e1(points) + e2(points))
+    torch.testing.assert_close((c * e1)(points), c * e1(points))
+    torch.testing.assert_close((c * e1).score(points), c * e1.score(points))
+
+    def plain(y):
+        return y.pow(2).sum(-1)
+
+    torch.testing.assert_close((e1 + plain)(points), e1(points) + plain(points))
+    torch.testing.assert_close((plain + e1)(points), e1(points) + plain(points))
+    raises_naming(lambda: bad_c * e1, "scale")
+
+
+@given(
+    d=dims,
+    batch=batch_shapes,
+    hidden=st.lists(st.integers(1, 8), max_size=2).map(tuple),
+    wrong=st.integers(1, 5),
+)
+def test_mlp_energy_shapes_and_named_errors(d, batch, hidden, wrong):
+    energy = MLPEnergy(d, hidden_sizes=hidden)
+    e = energy(torch.randn(*batch, d))
+    assert e.shape == batch and finite(e)
+    if wrong != d:
+        raises_naming(lambda: energy(torch.zeros(*batch, wrong)), "x")
+
+
+@given(value=not_count)
+def test_mlp_energy_names_bad_dim(value):
+    raises_naming(lambda: MLPEnergy(value), "dim")
+
+
+@given(d=dims, c=st.integers(1, 3), b=st.integers(1, 3), n=st.integers(1, 4), seed=seeds)
+def test_conditioned_energy_broadcasts_the_context(d, c, b, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed % 1000)
+    energy = MLPEnergy(d, hidden_sizes=(4,), context_dim=c)
+    context = torch.randn(b, c, generator=g)
+    x = torch.randn(n, b, d, generator=g)
+    conditioned = energy.condition(context)(x)
+    assert conditioned.shape == (n, b)
+    torch.testing.assert_close(conditioned, energy(x, context.expand(n, b, c)))
+    raises_naming(lambda: energy.condition(context)(torch.zeros(n, b + 1, d)), "batch shape")

@@ -36,6 +36,7 @@ from torch.distributions import (
 from ebrl.samplers import draw
 
 __all__ = [
+    "BoxAffineTransform",
     "ClampedTanhTransform",
     "ClosedUniform",
     "SquashedDistribution",
@@ -56,6 +57,22 @@ class ClampedTanhTransform(TanhTransform):
     def _inverse(self, y: Tensor) -> Tensor:
         eps = torch.finfo(y.dtype).eps
         return torch.atanh(y.clamp(-1 + eps, 1 - eps))
+
+
+class BoxAffineTransform(AffineTransform):
+    """``y = loc + scale * x`` clamped into ``[low, high]``, for ``x`` in ``[-1, 1]``.
+
+    In finite precision ``loc - scale`` can round one ulp below ``low`` (``loc + scale`` above
+    ``high``), which would put a saturated ``tanh`` draw just outside the box; the clamp changes
+    nothing else (the inverse and the Jacobian are the affine map's).
+    """
+
+    def __init__(self, low: Tensor, high: Tensor):
+        super().__init__((high + low) / 2, (high - low) / 2, event_dim=1)
+        self.low, self.high = low, high
+
+    def _call(self, x: Tensor) -> Tensor:
+        return torch.minimum(torch.maximum(super()._call(x), self.low), self.high)
 
 
 class SquashedDistribution(TransformedDistribution):
@@ -92,7 +109,7 @@ class SquashedDistribution(TransformedDistribution):
         self.loc, self.scale = (high + low) / 2, (high - low) / 2
         transforms = [
             ClampedTanhTransform(),
-            AffineTransform(self.loc, self.scale, event_dim=1),
+            BoxAffineTransform(low, high),
         ]
         super().__init__(base, transforms, validate_args=False)
 
@@ -101,8 +118,8 @@ class SquashedDistribution(TransformedDistribution):
         return constraints.independent(constraints.interval(self.low, self.high), 1)
 
     def squash(self, u: Tensor) -> Tensor:
-        """``loc + scale * tanh(u)``: maps an unconstrained point into the box."""
-        return self.loc + self.scale * torch.tanh(u)
+        """``loc + scale * tanh(u)``: maps an unconstrained point into the (closed) box."""
+        return self.transforms[-1](torch.tanh(u))
 
     def rsample_and_log_prob(
         self, sample_shape: torch.Size | tuple = (), generator: torch.Generator | None = None
