@@ -231,7 +231,7 @@ def test_samplers_name_energy_with_wrong_output_shape(kind, wrong):
         "same": lambda x: x.pow(2),
         "extra": lambda x: x.pow(2).sum(-1, keepdim=True),
     }
-    target, proposal = gaussian_problem((2,), 2, torch.float32)
+    _, proposal = gaussian_problem((2,), 2, torch.float32)
     sampler = make_sampler(kind, None)
     raises_naming(lambda: sampler.sample(energies[wrong], proposal, 3), "energy")
 
@@ -339,18 +339,19 @@ def test_mixture_draws_only_from_weighted_components(w, zero_second, num, seed):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Mixture casts weights to float32 before checking them: positive weights below "
-    "1e-45 underflow to 0 and valid weights are rejected as 'all zero'",
+    reason="Mixture casts weights to float32 before checking them: a positive weight below "
+    "1e-45 underflows to 0 (valid weights rejected as 'all zero'), a negative one passes as -0",
 )
 @given(tiny=st.floats(1e-300, 1e-46))
-def test_mixture_accepts_tiny_positive_weights(tiny):
+def test_mixture_checks_weights_before_rounding_them(tiny):
     comp = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
     assert finite(Mixture([comp, comp], [tiny, 0.0]).log_prob(torch.zeros(1)))
+    raises_naming(lambda: Mixture([comp, comp], [1.0, -tiny]), "weights")
 
 
 @given(
     weights=st.one_of(
-        st.lists(reals(-5, 5), min_size=2, max_size=2).filter(lambda w: min(w) < 0),
+        st.tuples(reals(0, 5), reals(-5, -1e-30)).map(list),
         st.just([0.0, 0.0]),
         st.lists(reals(0.1, 1), min_size=1, max_size=3).filter(lambda w: len(w) != 2),
     )
@@ -381,6 +382,7 @@ def discrete_problems(draw_, min_actions: int = 2):
     probs = torch.tensor(probs, dtype=torch.float64)
     keep = draw_(st.lists(st.integers(0, n - 1), min_size=b, max_size=b))
     probs[torch.arange(b), torch.tensor(keep)] += 0.5  # every state allows some action
+    probs = torch.where(probs < 1e-300, 0.0, probs)  # no denormals: they vanish when normalised
     q = draw_(st.lists(st.lists(reals(-10, 10), min_size=n, max_size=n), min_size=b, max_size=b))
     t = draw_(st.floats(1e-3, 1e3))
     return probs, torch.tensor(q, dtype=torch.float64), t
@@ -595,10 +597,13 @@ def test_continuous_constant_utility_gives_the_anchor(space, c, t, b, seed):
     policy = AnchoredPolicy(UniformAnchor(space), lambda obs, a: torch.full(a.shape[:2], c), t)
     obs = torch.zeros(b, 2)
     g = torch.Generator().manual_seed(seed)
+    # float32 rounding: log Z = c / T and the logsumexp over particles carry ulp(|c| / T + log n)
+    tol = 8 * torch.finfo(torch.float32).eps * (1 + abs(c) / t + math.log(256))
     torch.testing.assert_close(
-        policy.soft_value(obs, generator=g), torch.full((b,), c), rtol=1e-4, atol=1e-4
+        policy.soft_value(obs, generator=g), torch.full((b,), c), rtol=0, atol=t * tol
     )
-    torch.testing.assert_close(policy.kl_to_anchor(obs, generator=g), torch.zeros(b), atol=1e-5, rtol=0)
+    kl = policy.kl_to_anchor(obs, generator=g)
+    torch.testing.assert_close(kl, torch.zeros(b), atol=tol, rtol=0)
     a = low + (high - low) * torch.rand(b, space.shape[0], generator=g)
     expected = -torch.log(high - low).sum().expand(b)
     torch.testing.assert_close(policy.log_prob(obs, a, generator=g), expected, rtol=1e-4, atol=1e-4)
@@ -620,9 +625,11 @@ def test_continuous_kl_and_soft_value_bounds(space, t, scale, n, seed):
     )
     obs = torch.zeros(2, 3)
     est = policy.estimate(obs, generator=torch.Generator().manual_seed(seed))
-    assert bool((est.kl_to_anchor >= -1e-4).all() and (est.kl_to_anchor <= math.log(n) + 1e-4).all())
+    assert bool(
+        (est.kl_to_anchor >= -1e-4).all() and (est.kl_to_anchor <= math.log(n) + 1e-4).all()
+    )
     q_min = -scale * float((high - low).pow(2).sum())
-    tol = 1e-4 * (1 + abs(q_min))
+    tol = 1e-4 * (1 + abs(q_min)) + 8 * torch.finfo(torch.float32).eps * t * math.log(n + 1)
     assert bool(((est.soft_value <= tol) & (est.soft_value >= q_min - tol)).all())
     assert bool(((est.ess >= 1 - 1e-3) & (est.ess <= n + 1e-3)).all())
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from gymnasium import spaces
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Distribution, constraints
 
 from ebrl.energy import Energy
 from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Mixture
@@ -24,6 +24,7 @@ __all__ = [
     "importance_stage",
     "mode_search",
     "sampler_bounds",
+    "support_bounds",
 ]
 
 _OWNER = "AnchoredPolicy"
@@ -58,6 +59,17 @@ def sampler_bounds(sampler: object) -> tuple | None:
             stages += [stage.then, stage.first]
         elif getattr(stage, "bounds", None) is not None:
             return stage.bounds
+    return None
+
+
+def support_bounds(dist: Distribution) -> tuple | None:
+    """``(low, high)`` of ``dist``'s support when it is a box (uniform and squashed anchors),
+    else ``None``."""
+    support = dist.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if isinstance(support, constraints.interval | constraints.half_open_interval):
+        return support.lower_bound, support.upper_bound
     return None
 
 

@@ -41,6 +41,7 @@ from ebrl.policies.acting import (
     importance_stage,
     mode_search,
     sampler_bounds,
+    support_bounds,
 )
 from ebrl.policies.distributions import categorical_log_probs
 from ebrl.samplers import Box, ImportanceSampler, SampleResult, draw
@@ -486,10 +487,11 @@ class AnchoredPolicy(nn.Module):
         Starts at ``init`` (e.g. an actor's mode; default: the centre, median or mean, of
         ``proposal``, else of the anchor) and takes ``mode_steps`` noise-free gradient-ascent
         steps on ``log anchor(a|s) + Q(s, a) / T``: normalised gradient direction, a step of
-        0.1 half-widths of the sampler's bounds (1 without bounds) that grows by 1.5 after an
-        improving step and halves after a failed one (a failed step is not taken, so the
-        density never decreases). Raises ``ValueError`` when the density is NaN or zero at the
-        result (a NaN utility, an anchor of zero density there).
+        0.1 half-widths of the sampler's bounds, else of the anchor's support box (1 without
+        either), that grows by 1.5 after an improving step and halves after a failed one (a
+        failed step is not taken, so the density never decreases); steps stay in that box.
+        Raises ``ValueError`` when the density is NaN or zero at the result (a NaN utility, an
+        anchor of zero density there).
         """
         dist, discrete = self._anchor(obs)
         if discrete:
@@ -503,7 +505,10 @@ class AnchoredPolicy(nn.Module):
                 f"{tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__}"
             )
         energy = AnchoredEnergy(dist, self.utility, obs, self.temperature)
-        return mode_search(energy, init, sampler_bounds(self.sampler), self.mode_steps)
+        # the sampler's box, else the anchor's support: a step must never leave the box (the
+        # anchor's log_prob tolerates a few ulps outside it, for rounding in callers' maps)
+        bounds = sampler_bounds(self.sampler) or support_bounds(dist)
+        return mode_search(energy, init, bounds, self.mode_steps)
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         """``act(obs, deterministic)``."""
