@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ebrl.validation import check_unit_interval
+
 __all__ = [
     "grid_log_normalizer",
     "grid_nll",
@@ -170,8 +172,7 @@ def grid_nll(
     if x.dim() != 2 or x.shape[-1] != 2 or x.shape[0] < 1:
         raise ValueError(f"{owner}: x must have shape [n, 2] with n >= 1, got {tuple(x.shape)}")
     (x0, x1), (y0, y1) = _check_bounds(owner, bounds)
-    if not 0.0 <= max_outside <= 1.0:
-        raise ValueError(f"{owner}: max_outside must be in [0, 1], got {max_outside!r}")
+    check_unit_interval(owner, "max_outside", max_outside)
     inside = (x[:, 0] >= x0) & (x[:, 0] <= x1) & (x[:, 1] >= y0) & (x[:, 1] <= y1)
     outside = 1.0 - float(inside.double().mean())
     if outside > max_outside:

@@ -950,3 +950,279 @@ def test_conditioned_energy_broadcasts_the_context(d, c, b, n, seed):
     assert conditioned.shape == (n, b)
     torch.testing.assert_close(conditioned, energy(x, context.expand(n, b, c)))
     raises_naming(lambda: energy.condition(context)(torch.zeros(n, b + 1, d)), "batch shape")
+
+
+# ----------------------------------------------------------------------------- trainers
+
+OBJECTIVES = ("esm", "dsm", "dsm_levels", "ssm", "ssm_rademacher", "cd", "pcd")
+
+
+def make_objective(name: str):
+    return {
+        "esm": lambda: ExactScoreMatching(),
+        "dsm": lambda: DenoisingScoreMatching(0.1),
+        "dsm_levels": lambda: DenoisingScoreMatching((0.05, 0.5)),
+        "ssm": lambda: SlicedScoreMatching(2),
+        "ssm_rademacher": lambda: SlicedScoreMatching(1, False, "rademacher"),
+        "cd": lambda: ContrastiveDivergence(Langevin(0.01, 2), persistent=False),
+        "pcd": lambda: ContrastiveDivergence(MALA(0.01, 2), buffer_size=16),
+    }[name]()
+
+
+@given(
+    objective=st.sampled_from(OBJECTIVES),
+    n=st.integers(1, 8),
+    d=dims,
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    seed=seeds,
+)
+def test_objective_losses_are_finite_scalars_with_finite_gradients(objective, n, d, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed % 1000)
+    energy = MLPEnergy(d, hidden_sizes=(8,))
+    x = scale * torch.randn(n, d, generator=g)
+    loss, terms = make_objective(objective).loss(energy, x, generator=g)
+    assert loss.shape == () and finite(loss)
+    for name, value in terms.items():
+        assert value.shape == () and finite(value), name
+    loss.backward()
+    assert all(finite(p.grad) for p in energy.parameters() if p.grad is not None)
+
+
+@given(gauss=gaussians(), x=st.lists(reals(-5, 5), min_size=12, max_size=12))
+def test_exact_score_matching_closed_form_on_a_gaussian(gauss, x):
+    """For ``E = 1/2 (x - mu)^T P (x - mu)``: ``s = -P (x - mu)``, ``tr grad s = -tr P``, so the
+    loss is ``mean 1/2 |P (x - mu)|^2 - tr P``."""
+    mean, cov = gauss
+    d = mean.shape[0]
+    points = torch.tensor(x, dtype=torch.float64)[: 4 * d].reshape(4, d)
+    precision = torch.linalg.inv(cov)
+    score = (points - mean) @ precision
+    expected = 0.5 * score.pow(2).sum(-1).mean() - precision.trace()
+    loss, terms = ExactScoreMatching().loss(GaussianEnergy(mean, cov), points)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(terms["divergence"], -precision.trace())
+
+
+@given(
+    case=st.one_of(
+        st.tuples(st.just("dsm"), st.just("sigma"), not_positive),
+        st.tuples(
+            st.just("dsm"),
+            st.just("sigma"),
+            st.lists(st.one_of(reals(0.1, 1), not_positive), min_size=1, max_size=3).filter(
+                lambda v: not all(isinstance(s, float) and 0 < s < math.inf for s in v)
+            ),
+        ),
+        st.tuples(st.just("ssm"), st.just("n_projections"), not_count),
+        st.tuples(st.just("ssm"), st.just("projection"), st.text(max_size=4)),
+        st.tuples(st.just("cd"), st.just("energy_reg"), st.floats(max_value=-1e-9)),
+        st.tuples(st.just("cd"), st.just("temperature"), not_positive),
+        st.tuples(st.just("cd"), st.just("persistent"), st.sampled_from([0, 1, "yes", None])),
+        st.tuples(
+            st.just("cd"), st.just("num_negatives"), not_count.filter(lambda v: v is not None)
+        ),
+    )
+)
+def test_objective_constructors_name_bad_arguments(case):
+    kind, arg, value = case
+    if kind == "dsm":
+        raises_naming(lambda: DenoisingScoreMatching(value), arg)
+    elif kind == "ssm":
+        raises_naming(lambda: SlicedScoreMatching(**{arg: value}), arg)
+    else:
+        raises_naming(lambda: ContrastiveDivergence(Langevin(0.1, 1), **{arg: value}), arg)
+
+
+@given(
+    objective=st.sampled_from(OBJECTIVES), shape=st.sampled_from([(3,), (0, 2), (2, 0), (2, 2, 2)])
+)
+def test_objective_losses_name_badly_shaped_data(objective, shape):
+    raises_naming(lambda: make_objective(objective).loss(MLPEnergy(2), torch.zeros(shape)), "x")
+
+
+FIT_ARGS = {
+    "steps": (st.integers(1, 3), not_count),
+    "batch_size": (st.integers(1, 16), not_count),
+    "lr": (reals(1e-5, 1e-2), st.one_of(not_positive, st.just("0.1"))),
+    "seed": (seeds, st.one_of(st.integers(max_value=-1), st.just(1.5), st.just(True))),
+    "log_every": (st.integers(1, 5), not_count),
+    "lr_schedule": (st.sampled_from(["constant", "cosine"]), st.text(max_size=5)),
+    "grad_clip": (st.one_of(st.none(), reals(0.1, 10)), not_positive),
+}
+
+
+@given(data=st.data(), objective=st.sampled_from(["esm", "dsm", "cd"]))
+def test_fit_names_a_bad_argument_or_trains(data, objective):
+    """One argument drawn bad (or none): a named error, else a finite history of ``steps``."""
+    bad = data.draw(st.sampled_from([None, *FIT_ARGS]), label="bad")
+    kwargs = {
+        name: data.draw(bad_values if name == bad else good, label=name)
+        for name, (good, bad_values) in FIT_ARGS.items()
+    }
+    if bad == "lr_schedule":
+        assume(kwargs["lr_schedule"] not in ("constant", "cosine"))
+    torch.manual_seed(0)
+    energy = MLPEnergy(2, hidden_sizes=(8,))
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    call = lambda: fit(energy, x, make_objective(objective), progress_bar=False, **kwargs)  # noqa: E731
+    if bad is not None:
+        raises_naming(call, bad)
+        return
+    result = call()
+    assert result.steps == kwargs["steps"] and result.history_steps[-1] == kwargs["steps"] - 1
+    assert all(math.isfinite(v) for values in result.history.values() for v in values)
+
+
+@given(
+    bad=st.sampled_from(["nan", "inf", "int", "1d", "empty", "list"]),
+    where=st.integers(0, 19),
+)
+def test_fit_names_bad_data(bad, where):
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    if bad in ("nan", "inf"):
+        x.view(-1)[where] = math.nan if bad == "nan" else -math.inf
+    data = {
+        "int": x.long(),
+        "1d": x[:, 0],
+        "empty": x[:0],
+        "list": x.tolist(),
+    }.get(bad, x)
+    energy = MLPEnergy(2, hidden_sizes=(4,))
+    raises_naming(lambda: fit(energy, data, ExactScoreMatching(), 1, progress_bar=False), "data")
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+@given(
+    c=reals(-50, 50),
+    x0=reals(-10, 10),
+    wx=reals(0.1, 10),
+    y0=reals(-10, 10),
+    wy=reals(0.1, 10),
+    resolution=st.integers(2, 64),
+)
+def test_grid_log_normalizer_of_a_constant_energy(c, x0, wx, y0, wy, resolution):
+    """``log ∫_box exp(-c) = log(area) - c``, whatever the grid."""
+    bounds = ((x0, x0 + wx), (y0, y0 + wy))
+    energy = lambda x: torch.full(x.shape[:-1], c, dtype=x.dtype)  # noqa: E731
+    log_z = grid_log_normalizer(energy, bounds, resolution)
+    assert float(log_z) == pytest.approx(math.log(wx * wy) - c, abs=1e-4 * (1 + abs(c)))
+
+
+@given(
+    mean=st.lists(reals(-1, 1), min_size=2, max_size=2),
+    var=st.lists(reals(0.3, 1.5), min_size=2, max_size=2),
+    seed=seeds,
+)
+def test_grid_nll_matches_the_gaussian_closed_form(mean, var, seed):
+    gauss = GaussianEnergy(torch.tensor(mean), torch.diag(torch.tensor(var)))
+    x = gauss.sample((50,), generator=torch.Generator().manual_seed(seed))
+    nll = grid_nll(gauss, x, ((-10, 10), (-10, 10)), resolution=200)
+    assert float(nll) == pytest.approx(float(-gauss.log_prob(x).mean()), abs=2e-3)
+
+
+bad_bounds = st.one_of(
+    st.tuples(st.tuples(reals(-5, 5), reals(-5, 5)), st.tuples(st.just(0.0), st.just(1.0))).filter(
+        lambda b: b[0][0] >= b[0][1]
+    ),
+    st.just(((0.0, math.nan), (0.0, 1.0))),
+    st.just(((0.0, 1.0), (-math.inf, 1.0))),
+    st.just((0.0, 1.0)),
+    st.just(((0.0, 1.0, 2.0), (0.0, 1.0))),
+    st.just("box"),
+    st.just(None),
+)
+
+
+@given(
+    bounds=bad_bounds,
+    resolution=st.one_of(st.integers(2, 8), st.integers(max_value=1), st.just(4.0), st.just(True)),
+)
+def test_grid_metrics_name_bad_bounds_and_resolution(bounds, resolution):
+    gauss = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    raises_naming(lambda: grid_log_normalizer(gauss, bounds, resolution), "bounds", "resolution")
+    raises_naming(
+        lambda: grid_nll(gauss, torch.zeros(3, 2), bounds, resolution), "bounds", "resolution"
+    )
+    good = ((-1.0, 1.0), (-1.0, 1.0))
+    if not (isinstance(resolution, int) and not isinstance(resolution, bool) and resolution >= 2):
+        raises_naming(lambda: grid_log_normalizer(gauss, good, resolution), "resolution")
+
+
+@given(
+    bad=st.sampled_from(["shape", "dim3", "int", "list", "outside", "max_outside"]),
+    max_outside=st.one_of(
+        st.floats(max_value=-1e-9), st.floats(min_value=1.0 + 1e-9), st.just(math.nan), st.just("1")
+    ),
+)
+def test_grid_nll_names_bad_points(bad, max_outside):
+    gauss = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    good = ((-1.0, 1.0), (-1.0, 1.0))
+    x = torch.zeros(4, 2)
+    if bad == "max_outside":
+        raises_naming(lambda: grid_nll(gauss, x, good, 8, max_outside=max_outside), "max_outside")
+        return
+    points = {
+        "shape": torch.zeros(4, 3),
+        "dim3": torch.zeros(2, 2, 2),
+        "int": torch.zeros(4, 2, dtype=torch.long),
+        "list": [[0.0, 0.0]],
+        "outside": torch.full((4, 2), 5.0),
+    }[bad]
+    raises_naming(lambda: grid_nll(gauss, points, good, 8), "x")
+
+
+@given(
+    n=st.integers(2, 20),
+    m=st.integers(2, 20),
+    d=dims,
+    bandwidth=st.one_of(st.none(), reals(0.1, 10)),
+    shift=reals(-5, 5),
+    seed=seeds,
+)
+def test_mmd_is_a_symmetric_nonnegative_discrepancy(n, m, d, bandwidth, shift, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, d, generator=g), torch.randn(m, d, generator=g) + shift
+    value = mmd(x, y, bandwidth)
+    assert value.shape == () and finite(value) and float(value) >= 0
+    torch.testing.assert_close(value, mmd(y, x, bandwidth))
+    assert float(mmd(x, x, bandwidth)) == pytest.approx(0.0, abs=1e-6)
+
+
+@given(bandwidth=st.one_of(not_positive, st.just(torch.tensor(-1.0))))
+def test_mmd_names_a_bad_bandwidth(bandwidth):
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    raises_naming(lambda: mmd(x, x + 1, bandwidth), "bandwidth")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@given(name=st.sampled_from(toy2d.DATASETS), n=st.integers(1, 50), seed=seeds)
+def test_toy2d_samples_are_finite_reproducible_and_in_their_support(name, n, seed):
+    x = toy2d.sample(name, n, seed)
+    assert x.shape == (n, 2) and x.dtype == torch.float32 and finite(x)
+    assert torch.equal(x, toy2d.sample(name, n, seed))
+    if toy2d.has_log_prob(name):
+        assert finite(toy2d.log_prob(name, x.double()))
+
+
+@given(
+    case=st.one_of(
+        st.tuples(st.just("name"), st.one_of(st.text(max_size=6), st.none(), st.integers())),
+        st.tuples(st.just("n"), not_count),
+        st.tuples(
+            st.just("seed"), st.one_of(st.integers(max_value=-1), st.just(1.5), st.just(True))
+        ),
+    )
+)
+def test_toy2d_names_bad_arguments(case):
+    arg, value = case
+    kwargs = {"name": "moons", "n": 5, "seed": 0, arg: value}
+    if arg == "name":
+        assume(value not in toy2d.DATASETS)
+        raises_naming(lambda: toy2d.sample(**kwargs), "dataset")
+    else:
+        raises_naming(lambda: toy2d.sample(**kwargs), arg)
