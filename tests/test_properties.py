@@ -17,6 +17,7 @@ marked ``xfail(strict=True)`` with the bug in its reason, so it flips when the b
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -667,7 +668,7 @@ OBS_METHODS = ("distribution", "sample", "act", "soft_value", "kl_to_anchor", "e
 
 @given(
     method=st.sampled_from(OBS_METHODS),
-    bad=st.sampled_from(["list", "numpy", "scalar", "wrong_dim", "float64", "none"]),
+    bad=st.sampled_from(["list", "numpy", "scalar", "wrong_dim", "float64", "none", "empty"]),
     continuous=st.booleans(),
 )
 def test_policy_methods_name_bad_observations(method, bad, continuous):
@@ -686,6 +687,7 @@ def test_policy_methods_name_bad_observations(method, bad, continuous):
         "wrong_dim": torch.zeros(2, 5),
         "float64": torch.zeros(2, 3, dtype=torch.float64),
         "none": None,
+        "empty": torch.zeros(0, 3),
     }[bad]
     raises_naming(lambda: getattr(policy, method)(obs), "obs")
 
@@ -1226,3 +1228,295 @@ def test_toy2d_names_bad_arguments(case):
         raises_naming(lambda: toy2d.sample(**kwargs), "dataset")
     else:
         raises_naming(lambda: toy2d.sample(**kwargs), arg)
+
+
+# ----------------------------------------------------------------------------- agents
+
+ENVS = {"sac": "Pendulum-v1", "softq": "CartPole-v1"}
+TINY_AGENT = {"hidden_sizes": (8,), "buffer_size": 100, "device": "cpu"}
+
+
+@functools.cache
+def tiny_agent(algo: str):
+    cls = ebrl.SAC if algo == "sac" else ebrl.SoftQ
+    return cls(ENVS[algo], seed=0, **TINY_AGENT)
+
+
+def assert_valid_actions(agent, actions, batch: int | None) -> None:
+    space = agent.action_space
+    expected = tuple(space.shape) if batch is None else (batch, *space.shape)
+    assert actions.shape == expected
+    for action in actions.reshape(-1, *space.shape) if batch != 0 else []:
+        assert space.contains(action.astype(space.dtype)), action
+
+
+@given(
+    algo=st.sampled_from(["sac", "softq"]),
+    batch=st.one_of(st.none(), st.integers(0, 4)),
+    values=st.lists(reals(-1e3, 1e3), min_size=16, max_size=16),
+    kind=st.sampled_from(["float32", "float64", "int64", "list"]),
+    deterministic=st.booleans(),
+)
+def test_predict_gives_actions_in_the_action_space(algo, batch, values, kind, deterministic):
+    """Any finite observation, one or a batch, of any numeric dtype: actions of the right
+    shape inside the action space (deterministic ones the same on every call); an empty batch
+    may be refused with an error naming the observation."""
+    agent = tiny_agent(algo)
+    shape = agent.observation_space.shape
+    full = shape if batch is None else (batch, *shape)
+    obs = np.array(values[: math.prod(full)]).reshape(full)
+    obs = obs.tolist() if kind == "list" else obs.astype(kind)
+    try:
+        actions, state = agent.predict(obs, deterministic=deterministic)
+    except ValueError as err:
+        assert batch == 0 and "obs" in str(err), err
+        return
+    assert state is None
+    assert_valid_actions(agent, np.asarray(actions), batch)
+    if deterministic:
+        np.testing.assert_array_equal(actions, agent.predict(obs, deterministic=True)[0])
+
+
+@given(
+    algo=st.sampled_from(["sac", "softq"]),
+    bad=st.sampled_from(["shape", "nan", "inf", "text", "none", "ragged", "dict"]),
+    shape=st.lists(st.integers(1, 5), min_size=0, max_size=3).map(tuple),
+    where=st.integers(0, 3),
+)
+def test_predict_names_bad_observations(algo, bad, shape, where):
+    agent = tiny_agent(algo)
+    obs_shape = agent.observation_space.shape
+    good = np.zeros(obs_shape, dtype=np.float32)
+    if bad == "shape":
+        assume(shape != obs_shape and shape[1:] != obs_shape)
+        obs = np.zeros(shape, dtype=np.float32)
+    elif bad in ("nan", "inf"):
+        obs = good.copy()
+        obs[where % obs_shape[0]] = np.nan if bad == "nan" else -np.inf
+    else:
+        obs = {"text": "obs", "none": None, "ragged": [[0.0], [0.0, 1.0]], "dict": {"a": 1}}[bad]
+    raises_naming(lambda: agent.predict(obs), "observation")
+
+
+bad_seeds = st.one_of(
+    st.integers(max_value=-1), st.floats(allow_nan=True), st.booleans(), st.text(max_size=2)
+)
+bad_agent_temperatures = st.one_of(
+    not_positive, st.booleans(), st.none(), st.text(max_size=4).filter(lambda t: t != "auto")
+)
+BAD_HYPERPARAMETERS = {
+    "learning_rate": not_positive,
+    "gamma": st.one_of(
+        st.floats(max_value=-1e-9), st.floats(min_value=1 + 1e-9), st.just(math.nan)
+    ),
+    "batch_size": not_count,
+    "buffer_size": not_count,
+    "learning_starts": st.integers(max_value=-1),
+    "train_freq": not_count,
+    "gradient_steps": not_count,
+    "hidden_sizes": st.sampled_from([(), (0,), (8, -1), (2.5,)]),
+    "tau": st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1 + 1e-9)),
+    "initial_temperature": not_positive,
+    "target_kl": st.sampled_from([-1.0, math.nan, math.inf]),
+}
+
+
+@given(
+    algo=st.sampled_from(["sac", "softq"]),
+    arg=st.sampled_from(["seed", "temperature", "num_envs", "device", *BAD_HYPERPARAMETERS]),
+    data=st.data(),
+)
+def test_agent_constructors_name_bad_arguments(algo, arg, data):
+    strategy = {
+        "seed": bad_seeds,
+        "temperature": bad_agent_temperatures,
+        "num_envs": not_count,
+        "device": st.sampled_from(["gpu", "cuda:99", "", "tpu"]),
+        **BAD_HYPERPARAMETERS,
+    }[arg]
+    value = data.draw(strategy, label=arg)
+    if algo == "softq" and arg == "device":
+        assume(torch.cuda.is_available() is False or value != "cuda:99")
+    cls = ebrl.SAC if algo == "sac" else ebrl.SoftQ
+    raises_naming(lambda: cls(ENVS[algo], **{**TINY_AGENT, arg: value}), arg)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SAC/SoftQ(seed >= 2**64) passes the seed check and fails in torch.manual_seed with "
+    "'Overflow when unpacking long long', a message that does not name seed",
+)
+@given(algo=st.sampled_from(["sac", "softq"]), seed=st.integers(min_value=2**64, max_value=2**80))
+def test_agent_constructors_name_an_overflowing_seed(algo, seed):
+    cls = ebrl.SAC if algo == "sac" else ebrl.SoftQ
+    raises_naming(lambda: cls(ENVS[algo], seed=seed, **TINY_AGENT), "seed")
+
+
+@given(
+    algo=st.sampled_from(["sac", "softq"]),
+    seed=st.integers(0, 2**63 - 1),
+    temperature=st.one_of(st.just("auto"), st.floats(1e-6, 1e6)),
+    learning_rate=reals(1e-6, 1.0),
+    gamma=reals(0, 1),
+    hidden=st.lists(st.integers(1, 8), min_size=1, max_size=2).map(tuple),
+)
+def test_agents_built_from_valid_arguments_act(
+    algo, seed, temperature, learning_rate, gamma, hidden
+):
+    cls = ebrl.SAC if algo == "sac" else ebrl.SoftQ
+    agent = cls(
+        ENVS[algo],
+        seed=seed,
+        temperature=temperature,
+        learning_rate=learning_rate,
+        gamma=gamma,
+        **{**TINY_AGENT, "hidden_sizes": hidden},
+    )
+    assert agent.config.gamma == gamma and agent.config.hidden_sizes == hidden
+    expected_t = agent.config.initial_temperature if temperature == "auto" else temperature
+    assert float(agent.temperature) == pytest.approx(expected_t, rel=1e-5)
+    obs = np.zeros((2, *agent.observation_space.shape), dtype=np.float32)
+    assert_valid_actions(agent, agent.predict(obs)[0], 2)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``(exit status, stdout, stderr)`` of ``ebrl.cli.main(argv)``."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exit_:
+            status = exit_.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(err: str) -> None:
+    """argparse's own errors: its usage, then one ``ebrl ...: error:`` line; errors found when
+    the command runs: that one line alone."""
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith("ebrl") and ": error: " in lines[-1], err
+    assert lines[0].startswith("usage:") or len(lines) == 1, err
+
+
+@contextlib.contextmanager
+def no_training():
+    """Agents built by ``ebrl train`` are real (their checks run) but neither learn nor
+    evaluate: the property is about flags, and a run per example would take minutes."""
+    from ebrl.agents.core import OffPolicyAgent
+
+    def learn(self, total_timesteps, *args, **kwargs):
+        self.num_timesteps = total_timesteps
+        return self
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OffPolicyAgent, "learn", learn)
+        patch.setattr(OffPolicyAgent, "save", lambda self, path: path)
+        patch.setattr(
+            OffPolicyAgent,
+            "evaluate",
+            lambda self, *a, **k: {"mean_return": 0.0, "std_return": 0.0},
+        )
+        try:
+            yield
+        finally:
+            torch.set_num_threads(1)  # --threads sets it for the process
+
+
+def as_flag(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+
+
+counts = st.integers(1, 10**6)
+TRAIN_FLAGS = {  # flag: (valid values, invalid values)
+    "--steps": (counts, st.integers(-5, 0)),
+    "--seed": (seeds, st.integers(-(2**40), -1)),
+    "--num-envs": (st.integers(1, 2), st.integers(-3, 0)),
+    "--temperature": (
+        st.one_of(st.just("auto"), st.floats(1e-6, 1e6)),
+        st.one_of(not_positive, st.sampled_from(["hot", "-inf", ""])),
+    ),
+    "--eval-episodes": (st.integers(1, 100), st.integers(-3, 0)),
+    "--threads": (st.integers(1, 2), st.integers(-3, 0)),
+    "--learning-rate": (reals(1e-6, 1), not_positive),
+    "--gamma": (
+        reals(0, 1),
+        st.one_of(st.floats(min_value=1.001, max_value=1e9), st.just(math.nan)),
+    ),
+    "--batch-size": (st.integers(1, 512), st.integers(-3, 0)),
+    "--train-freq": (st.integers(1, 8), st.integers(-3, 0)),
+    "--hidden-sizes": (
+        st.lists(st.integers(1, 16), min_size=1, max_size=3).map(tuple),
+        st.lists(st.integers(-3, 0), min_size=1, max_size=2).map(tuple),
+    ),
+    "--tau": (reals(0.01, 1), st.one_of(st.floats(max_value=-0.01), st.floats(min_value=1.01))),
+    "--n-particles": (st.integers(1, 64), st.integers(-3, 0)),
+    "--device": (st.sampled_from(["cpu", "auto"]), st.sampled_from(["gpu", "tpu", "cpu:x"])),
+    "--env": (st.just("default"), st.sampled_from(["NoSuchEnv-v0", "Pendulum-v99", "x"])),
+}
+
+
+@given(
+    algo=st.sampled_from(["sac", "softq"]),
+    flag=st.sampled_from(sorted(TRAIN_FLAGS)),
+    valid=st.booleans(),
+    data=st.data(),
+)
+def test_cli_train_flags_give_a_one_line_error_or_a_run(algo, flag, valid, data):
+    """One flag drawn valid or invalid: exit 2 with a last stderr line ``ebrl...: error:``
+    naming the flag, or a run that prints its JSON line (agents built, not trained)."""
+    good, bad = TRAIN_FLAGS[flag]
+    value = data.draw(good if valid else bad, label=flag)
+    if flag == "--env" and value == "default":
+        value = ENVS[algo]
+    sac_only = flag == "--n-particles" and algo == "softq"  # a flag of the other config
+    base = ["train", "--algo", algo, "--env", ENVS[algo], "--no-progress", "--eval-episodes", "1"]
+    tiny = {"--hidden-sizes": ("8",), "--buffer-size": ("100",)}
+    extra = [f for name, v in tiny.items() if name != flag for f in (name, *v)]
+    with tempfile.TemporaryDirectory() as logdir, no_training():
+        argv = [*base, *extra, "--logdir", logdir, flag, *as_flag(value)]
+        status, out, err = run_cli(argv)
+    if valid and not sac_only:
+        assert status == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["algo"] == algo and result["env"] == ENVS[algo]
+        return
+    assert status == 2, (argv, out, err)
+    assert_one_line_error(err)
+    last = err.strip().splitlines()[-1]
+    names = (flag, flag[2:].replace("-", "_"))
+    assert any(name in last for name in names), (names, last)
+
+
+FIT_DENSITY_BAD_FLAGS = {
+    "--steps": st.integers(-3, 0).map(str),
+    "--batch-size": st.integers(-3, 0).map(str),
+    "--lr": not_positive.map(str),
+    "--sigma": st.one_of(not_positive.map(str), st.just("0.1 -1")),
+    "--resolution": st.integers(-3, 1).map(str),
+    "--reinit-prob": st.one_of(
+        st.floats(min_value=1.01, max_value=1e9), st.floats(max_value=-0.01)
+    ).map(str),
+    "--seed": st.one_of(st.integers(max_value=-1), st.integers(2**32, 2**40)).map(str),
+    "--n-train": st.integers(-3, 0).map(str),
+    "--energy-reg": st.floats(max_value=-0.01).map(str),
+    "--dataset": st.sampled_from(["mnist", "8gaussian", ""]),
+    "--objective": st.sampled_from(["mle", "DSM", ""]),
+    "--threads": st.integers(-3, 0).map(str),
+    "--step-size": not_positive.map(str),
+}
+
+
+@given(flag=st.sampled_from(sorted(FIT_DENSITY_BAD_FLAGS)), data=st.data())
+def test_cli_fit_density_names_a_bad_flag(flag, data):
+    """Invalid values stop ``ebrl fit-density`` before any training, with exit status 2 and a
+    last stderr line naming the flag."""
+    value = data.draw(FIT_DENSITY_BAD_FLAGS[flag], label=flag)
+    status, out, err = run_cli(["fit-density", "--steps", "1", flag, *value.split(" ")])
+    torch.set_num_threads(1)
+    assert status == 2 and out == "", (out, err)
+    assert_one_line_error(err)
+    last = err.strip().splitlines()[-1]
+    assert flag in last or flag[2:].replace("-", "_") in last, last

@@ -177,6 +177,8 @@ class AnchoredPolicy(nn.Module):
             raise ValueError(
                 f"{_OWNER}: obs must have a leading batch dimension [B, *obs_shape], got a scalar"
             )
+        if obs.shape[0] == 0:  # torch.distributions cannot reduce an empty batch's events
+            raise ValueError(f"{_OWNER}: obs must hold at least one state, got {tuple(obs.shape)}")
         dist = self.anchor(obs)
         if not isinstance(dist, Distribution):
             raise TypeError(
