@@ -48,6 +48,17 @@ def test_cli_rejects_bad_arguments(argv, match, capsys):
     assert re.search(match, capsys.readouterr().err)
 
 
+def test_cli_reports_a_diverging_run_in_one_line(capsys):
+    """An absurd learning rate: a one-line error naming the step and the remedy, no traceback."""
+    argv = ["fit-density", "--dataset", "8gaussians", "--objective", "dsm", *SMALL]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--lr", "1e8"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: fit: non-finite loss at step \d+ .*Lower lr", err), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_config_defaults_and_validation():
     assert DensityConfig(objective="cd").total_steps == DEFAULT_STEPS["cd"]
     assert set(DEFAULT_STEPS) == set(OBJECTIVES)

@@ -6,7 +6,7 @@ MCMC samplers are pure steps over :class:`MCMCState` driven by one loop, :func:`
 (:mod:`ebrl.samplers.mcmc` says how a new one plugs in).
 """
 
-from ebrl.samplers.base import Box, SampleResult, draw, energy_and_grad
+from ebrl.samplers.base import Box, SampleResult, SamplerWarning, draw, energy_and_grad
 from ebrl.samplers.chain import Chain, Sampler
 from ebrl.samplers.importance import ImportanceSampler, effective_sample_size, log_normalizer
 from ebrl.samplers.langevin import MALA, Langevin, langevin_step, mala_step
@@ -32,6 +32,7 @@ __all__ = [
     "Mixture",
     "SampleResult",
     "Sampler",
+    "SamplerWarning",
     "draw",
     "effective_sample_size",
     "energy_and_grad",

@@ -30,6 +30,7 @@ __all__ = [
     "Box",
     "EnergyFn",
     "SampleResult",
+    "SamplerWarning",
     "call_energy",
     "check_proposal",
     "draw",
@@ -39,6 +40,13 @@ __all__ = [
 
 EnergyFn = Callable[[Tensor], Tensor]
 T = TypeVar("T")
+
+
+class SamplerWarning(RuntimeWarning):
+    """A sampler's own check found that its samples are not to be trusted (chains that never
+    moved, samples thrown onto the box's bounds); the message names the sampler, the failure
+    and the fix. Turn it into an error with ``warnings.simplefilter("error", SamplerWarning)``.
+    """
 
 
 class SampleResult(NamedTuple):
@@ -95,6 +103,11 @@ def energy_and_grad(energy: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
 
     Eagerly this is ``torch.autograd.grad`` (the cheapest path); under ``torch.compile`` it is
     ``torch.func.grad``, which traces without a graph break.
+
+    An energy whose output does not depend on ``x`` through autograd (a constant, e.g.
+    ``torch.zeros(x.shape[:-1])``) has gradient zero: Langevin is then a random walk and MALA a
+    random-walk Metropolis sampler. The same holds for an energy computed under ``no_grad`` or
+    detached, so keep the graph to ``x`` when the energy does depend on it.
     """
     if torch.compiler.is_compiling():
 
@@ -107,7 +120,9 @@ def energy_and_grad(energy: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
     with torch.enable_grad():
         y = x.detach().requires_grad_(True)
         e = energy(y)
-        (grad,) = torch.autograd.grad(e.sum(), y)
+        if not e.requires_grad:  # no graph at all (a constant): autograd.grad would raise
+            return e.detach(), torch.zeros_like(x)
+        (grad,) = torch.autograd.grad(e.sum(), y, materialize_grads=True)  # unused y: zeros
     return e.detach(), grad
 
 
@@ -117,6 +132,11 @@ class Box:
     MCMC inside the box runs on the unconstrained ``u`` with the change-of-variables energy
     ``E_u(u) = E(x(u)) - sum log |dx/du|``, so the chain targets exactly ``p`` restricted to the
     box and samples can never leave it.
+
+    A coordinate is *on a bound* (:meth:`on_bound`) when it lies within ``finfo.eps`` times the
+    width of it, where ``x(u)`` saturates: ``|u|`` beyond about 15.9 (float32) or 36.0
+    (float64). A target whose density is bounded puts a fraction of order ``finfo.eps`` of its
+    mass there.
     """
 
     def __init__(self, owner: str, bounds: tuple, like: Tensor):
@@ -144,6 +164,21 @@ class Box:
     def to_x(self, u: Tensor) -> Tensor:
         x = self.low + self.width * torch.sigmoid(u)
         return torch.minimum(torch.maximum(x, self.inner_low), self.inner_high)
+
+    def reflect(self, x: Tensor) -> Tensor:
+        """Folds coordinates outside the box back in by reflecting at the bounds (as a reflected
+        random walk would; repeatedly for points more than a width outside). Points inside,
+        bounds included, are returned unchanged."""
+        t = ((x - self.low) / self.width).remainder(2.0)  # in [0, 2)
+        folded = self.low + self.width * (1 - (t - 1).abs())
+        return torch.where((x >= self.low) & (x <= self.high), x, folded)
+
+    def on_bound(self, x: Tensor) -> Tensor:
+        """Coordinatewise: ``x`` within ``finfo.eps`` of a bound relative to the width (or
+        beyond it), where ``x(u)`` no longer resolves ``u``."""
+        unit = (x - self.low) / self.width
+        eps = torch.finfo(x.dtype).eps
+        return (unit <= eps) | (unit >= 1 - eps)
 
     def to_u(self, x: Tensor) -> Tensor:
         unit = ((x - self.low) / self.width).clamp(self.margin, 1 - self.margin)

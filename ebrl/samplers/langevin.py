@@ -33,6 +33,12 @@ from ebrl.validation import check_int, check_positive, check_positive_float, che
 __all__ = ["MALA", "Langevin", "langevin_step", "mala_step"]
 
 
+def _check_bool(owner: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
+    return value
+
+
 def langevin_step(
     state: MCMCState, energy: EnergyFn, noise: Tensor, *, step_size: Tensor | float
 ) -> tuple[MCMCState, MCMCInfo]:
@@ -114,7 +120,16 @@ class Langevin:
     ``bounds`` the chain runs on ``u = logit((x - low) / (high - low))`` with the Jacobian in the
     energy, so samples never leave the box and the target is ``p`` restricted to it.
 
-    Stats: ``acceptance_rate`` (always 1: ULA accepts every move) and ``step_size``, ``[*batch]``.
+    Initial points outside the box are reflected back in (:meth:`~ebrl.samplers.Box.reflect`).
+
+    Stats (``[*batch]``): ``acceptance_rate`` (always 1: ULA accepts every move), ``step_size``,
+    ``stuck_fraction`` (always 0) and ``at_bounds_fraction`` (sample coordinates on a bound,
+    within floating-point resolution: too large a step throws ULA's chains there).
+
+    With ``check=True`` each call ends with one host sync that raises ``ValueError`` on NaN
+    or ``-inf`` energies and warns (:class:`~ebrl.samplers.SamplerWarning`) when more than half
+    the coordinates that started off the bounds ended on them; ``check=False`` skips it (see
+    :func:`~ebrl.samplers.sample_chain`).
 
     References:
         Roberts & Tweedie (1996); Welling & Teh (2011) for its use with learned energies.
@@ -123,10 +138,12 @@ class Langevin:
     step_size: float | Tensor
     n_steps: int
     bounds: tuple | None = None
+    check: bool = True
 
     def __post_init__(self) -> None:
         check_positive("Langevin", "step_size", self.step_size)
         check_int("Langevin", "n_steps", self.n_steps)
+        _check_bool("Langevin", "check", self.check)
 
     def sample(
         self,
@@ -147,6 +164,7 @@ class Langevin:
             bounds=self.bounds,
             n_steps=self.n_steps,
             step_size=self.step_size,
+            check=self.check,
         )
 
 
@@ -160,17 +178,26 @@ class MALA:
     steps at the adapted, fixed step size (so the kept chain is a valid MCMC chain).
 
     Stats (``[*batch]``): ``acceptance_rate`` (mean MH acceptance probability over the
-    ``n_steps`` non-warm-up steps and all chains) and ``step_size`` (after warm-up).
+    ``n_steps`` non-warm-up steps and all chains), ``step_size`` (after warm-up),
+    ``stuck_fraction`` (chains whose every kept proposal had acceptance probability 0: they
+    cannot have moved) and ``at_bounds_fraction`` (sample coordinates on a bound, within
+    floating-point resolution; 0 without bounds).
 
     Args:
         step_size: initial (or fixed, without warm-up) ``eps``; float or tensor broadcastable to
             the batch shape.
         n_steps: steps kept after warm-up.
-        bounds: optional box ``(low, high)``: chains run in logit space (see :class:`Langevin`).
+        bounds: optional box ``(low, high)``: chains run in logit space, initial points outside
+            it are reflected back in (see :class:`Langevin`).
         warmup_steps: adaptation steps before the kept ones (0: no adaptation).
         target_acceptance: the acceptance rate the warm-up aims for (0.574 is optimal for MALA
             in high dimension, Roberts & Rosenthal 1998).
         adapt_rate: gain of the warm-up update of ``log eps``.
+        check: end each call with one host sync that raises ``ValueError`` on NaN or ``-inf``
+            energies and warns (:class:`~ebrl.samplers.SamplerWarning`) when every chain of a
+            batch element is stuck or the chains were thrown onto the bounds; ``False`` skips
+            it, for hot loops that read the stats instead (see
+            :func:`~ebrl.samplers.sample_chain`).
     """
 
     step_size: float | Tensor
@@ -179,6 +206,7 @@ class MALA:
     warmup_steps: int = 0
     target_acceptance: float = 0.574
     adapt_rate: float = 1.0
+    check: bool = True
 
     def __post_init__(self) -> None:
         check_positive("MALA", "step_size", self.step_size)
@@ -186,6 +214,7 @@ class MALA:
         check_int("MALA", "warmup_steps", self.warmup_steps, minimum=0)
         check_unit_interval("MALA", "target_acceptance", self.target_acceptance, closed=False)
         check_positive_float("MALA", "adapt_rate", self.adapt_rate)
+        _check_bool("MALA", "check", self.check)
 
     def sample(
         self,
@@ -209,4 +238,5 @@ class MALA:
             warmup_steps=self.warmup_steps,
             target_acceptance=self.target_acceptance,
             adapt_rate=self.adapt_rate,
+            check=self.check,
         )

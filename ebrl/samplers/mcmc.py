@@ -12,8 +12,9 @@ and finish (BlackJAX's design: pure steps over a small state, one loop that owns
   toward a target acceptance rate, then ``n_steps`` kept steps at the adapted step size;
   acceptance and validity accumulate as tensors; diagnostics come back in a :class:`ChainInfo`.
 - :func:`sample_chain` is a whole ``sampler.sample`` call: start (from ``init`` or the proposal,
-  in logit space when there are ``bounds``), :func:`run_chain`, then the one host sync (the
-  validity check) and the map back into the box.
+  in logit space when there are ``bounds``), :func:`run_chain`, the map back into the box, then
+  the one host sync: the check that raises on invalid energies and warns
+  (:class:`~ebrl.samplers.SamplerWarning`) about chains that never moved or ended on the bounds.
 
 A new sampler is a step function plus a thin frozen dataclass; HMC, for example::
 
@@ -46,13 +47,14 @@ A new sampler is a step function plus a thin frozen dataclass; HMC, for example:
                 warmup_steps=self.warmup_steps, target_acceptance=self.target_acceptance,
             )
 
-Box bounds, init and proposal checks, warm-up, the acceptance statistics and the NaN check then
-come for free, and the step compiles like :func:`~ebrl.samplers.langevin.mala_step` does.
+Box bounds, init and proposal checks, warm-up, the acceptance statistics and the end-of-call
+check then come for free, and the step compiles like :func:`~ebrl.samplers.langevin.mala_step` does.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -64,6 +66,7 @@ from ebrl.samplers.base import (
     Box,
     EnergyFn,
     SampleResult,
+    SamplerWarning,
     call_energy,
     check_proposal,
     draw,
@@ -106,6 +109,7 @@ class ChainInfo(NamedTuple):
     acceptance_rate: Tensor  # [*batch], mean acceptance probability over kept steps and chains
     step_size: Tensor  # [*batch], after warm-up
     invalid: Tensor  # [n, *batch] bool: any step of that chain met an invalid energy
+    stuck_fraction: Tensor  # [*batch], chains whose every kept proposal had acceptance prob 0
 
 
 Kernel = Callable[[MCMCState, EnergyFn, Tensor, torch.Generator | None], tuple[MCMCState, MCMCInfo]]
@@ -156,6 +160,10 @@ def run_chain(
     over that element's chains; the kept steps then run at the adapted, fixed step size, so they
     form a valid MCMC chain. No host sync: the caller checks ``ChainInfo.invalid`` afterwards.
 
+    A chain is *stuck* when every one of its ``n_steps`` kept proposals had acceptance
+    probability exactly 0 (the Metropolis-Hastings ratio underflowed): it cannot have moved.
+    ULA accepts every move, so its chains are never stuck.
+
     Args:
         kernel: ``(state, energy, step_size [*batch], generator) -> (state, MCMCInfo)``.
         energy: the energy the kernel moves on.
@@ -183,7 +191,16 @@ def run_chain(
         state, info = kernel(state, energy, step_size, generator)
         invalid = invalid | info.invalid
         accepted = accepted + info.acceptance_prob
-    return state, ChainInfo(accepted.mean(0) / n_steps, step_size, invalid)
+    stuck_fraction = (accepted == 0).to(accepted.dtype).mean(0)
+    return state, ChainInfo(accepted.mean(0) / n_steps, step_size, invalid, stuck_fraction)
+
+
+class _Start(NamedTuple):
+    state: MCMCState  # in u space with a box
+    energy: EnergyFn  # the energy the chain moves on (in u space with a box)
+    box: Box | None
+    finite: Tensor  # 0-d bool: every initial coordinate is finite
+    on_bound: Tensor | None  # [n, *batch, d] bool: initial coordinates on a bound (with a box)
 
 
 def _start(
@@ -194,8 +211,12 @@ def _start(
     init: Tensor | None,
     generator: torch.Generator | None,
     bounds: tuple | None,
-) -> tuple[MCMCState, EnergyFn, Box | None]:
-    """Initial positions (from ``init`` or the proposal), mapped into ``u`` space for a box."""
+) -> _Start:
+    """Initial positions (from ``init`` or the proposal), mapped into ``u`` space for a box.
+
+    Points outside the box are reflected back in (:meth:`Box.reflect`): clamped, they would
+    enter ``u`` space at ``logit(1e-6) = -13.8``, hundreds of steps from the bulk of the target.
+    """
     check_int(owner, "num_samples", num_samples)
     proposal = check_proposal(owner, proposal)
     expected = (num_samples, *proposal.batch_shape, *proposal.event_shape)
@@ -211,23 +232,61 @@ def _start(
             )
         position = init.detach()
     check_generator(owner, generator, position, what="the samples")
-    box = None
+    finite = torch.isfinite(position).all()  # checked after the loop, in the one host sync
+    box = on_bound = None
     if bounds is not None:
         box = Box(owner, bounds, position)
         energy = box.energy_in_u(energy)
+        position = box.reflect(position)
+        on_bound = box.on_bound(position)
         position = box.to_u(position)
-    return init_state(energy, position, owner), energy, box
+    return _Start(init_state(energy, position, owner), energy, box, finite, on_bound)
 
 
-def _finish(owner: str, state: MCMCState, box: Box | None, invalid: Tensor) -> Tensor:
-    if invalid.any():  # the one host sync, after the loop
+def _check(
+    owner: str, start: _Start, info: ChainInfo, on_bound: Tensor | None, n_steps: int
+) -> None:
+    """The one host sync of a call: raises on non-finite starts or invalid energies, warns
+    (:class:`SamplerWarning`) when every chain of a batch element is stuck or when most
+    coordinates that started off the bounds ended on them."""
+    all_stuck = info.stuck_fraction == 1  # [*batch]
+    landed = left = all_stuck.new_zeros((), dtype=torch.long)
+    if on_bound is not None:
+        started_off = ~start.on_bound
+        landed, left = (started_off & on_bound).sum(), started_off.sum()
+    flags = [~start.finite, info.invalid.any(), all_stuck.sum(), landed, left]
+    counts = torch.stack([f.to(torch.long) for f in flags]).tolist()
+    non_finite_start, invalid, n_stuck, n_landed, n_left = counts
+    if non_finite_start:
+        raise ValueError(
+            f"{owner}: the initial points (init, or the proposal's draws) contain NaN or inf"
+        )
+    if invalid:
         raise ValueError(
             f"{owner}: the energy (or its gradient) was NaN, or -inf, at some proposed points (or "
             "a chain sat where the density is zero); energies must be finite, or +inf for zero "
             "density"
         )
-    position = state.position if box is None else box.to_x(state.position)
-    return position.detach()
+    if n_stuck:
+        warnings.warn(
+            f"{owner}: every chain of {n_stuck} of {all_stuck.numel()} batch element(s) stayed "
+            f"where it started (all {n_steps} proposals had acceptance probability 0; "
+            "stats['stuck_fraction'] == 1): step_size is far too large for this energy; lower "
+            "it, or set warmup_steps > 0 to adapt it",
+            SamplerWarning,
+            stacklevel=4,
+        )
+    # A bounded density puts a fraction ~finfo.eps of its mass on the bounds: when more than
+    # half the coordinates that started off them end there, the chains were thrown there.
+    if 2 * n_landed > n_left > 0:
+        warnings.warn(
+            f"{owner}: {n_landed} of the {n_left} coordinates that started inside the box ended "
+            "on its bounds (within floating-point resolution; stats['at_bounds_fraction']): the "
+            "steps are too large for the box's logit space (its Jacobian term alone makes ULA "
+            "unstable there above step_size ~ 4); lower step_size, or use MALA",
+            SamplerWarning,
+            stacklevel=4,
+        )
 
 
 def sample_chain(
@@ -245,19 +304,33 @@ def sample_chain(
     warmup_steps: int = 0,
     target_acceptance: float = 0.574,
     adapt_rate: float = 1.0,
+    check: bool = True,
 ) -> SampleResult:
     """One ``sampler.sample`` call of an MCMC sampler named ``owner`` built on ``kernel``.
 
     Starts ``num_samples`` chains per batch element at ``init`` or at proposal draws (in logit
-    space with ``bounds``: see :class:`~ebrl.samplers.Box`), runs :func:`run_chain`, raises if
-    any energy was invalid, and returns the final positions with the stats
-    ``acceptance_rate`` and ``step_size`` (``[*batch]``).
+    space with ``bounds``: see :class:`~ebrl.samplers.Box`; initial points outside the box are
+    reflected back in), runs :func:`run_chain`, and returns the final positions with the stats
+    (``[*batch]``):
+
+    - ``acceptance_rate``, ``step_size``: as in :class:`ChainInfo`;
+    - ``stuck_fraction``: the fraction of chains that cannot have moved (every kept proposal
+      had acceptance probability 0; always 0 for ULA);
+    - ``at_bounds_fraction``: the fraction of sample coordinates on a bound of the box, within
+      floating-point resolution (:meth:`~ebrl.samplers.Box.on_bound`; 0 without bounds).
+
+    With ``check=True`` the call ends with one host sync that raises ``ValueError`` on
+    non-finite initial points or invalid energies, and warns (:class:`SamplerWarning`) when
+    every chain of a batch element is stuck, or when more than half the coordinates that
+    started off the bounds ended on them (a bounded target density puts a fraction of order
+    ``finfo.eps`` of its mass there). ``check=False`` skips it (no host sync): the stats still
+    report the failures, and an invalid energy shows as NaN in the samples or stats.
     """
-    state, energy_u, box = _start(owner, energy, proposal, num_samples, init, generator, bounds)
+    start = _start(owner, energy, proposal, num_samples, init, generator, bounds)
     state, info = run_chain(
         kernel,
-        energy_u,
-        state,
+        start.energy,
+        start.state,
         n_steps=n_steps,
         step_size=step_size,
         generator=generator,
@@ -265,7 +338,19 @@ def sample_chain(
         target_acceptance=target_acceptance,
         adapt_rate=adapt_rate,
     )
-    samples = _finish(owner, state, box, info.invalid)
-    return SampleResult(
-        samples, {"acceptance_rate": info.acceptance_rate, "step_size": info.step_size}
-    )
+    box = start.box
+    samples = (state.position if box is None else box.to_x(state.position)).detach()
+    on_bound = None if box is None else box.on_bound(samples)
+    if on_bound is None:
+        at_bounds = torch.zeros_like(info.stuck_fraction)
+    else:
+        at_bounds = on_bound.to(samples.dtype).mean((0, -1))
+    stats = {
+        "acceptance_rate": info.acceptance_rate,
+        "step_size": info.step_size,
+        "stuck_fraction": info.stuck_fraction,
+        "at_bounds_fraction": at_bounds,
+    }
+    if check:
+        _check(owner, start, info, on_bound, n_steps)
+    return SampleResult(samples, stats)

@@ -13,7 +13,8 @@ Logged scalars (TensorBoard tags, and keys of :attr:`FitResult.history`):
 - the objective's named terms: ``score_norm`` / ``divergence`` (score matching: the two halves
   of Hyvärinen's objective), ``energy_pos`` / ``energy_neg`` / ``energy_gap`` / ``energy_reg``
   (CD: mean energies of data and negatives, their gap, the magnitude regulariser), and the
-  sampler's diagnostics (``acceptance_rate``, ``step_size``, ``ess``, ``reinit_fraction``).
+  sampler's diagnostics (``acceptance_rate``, ``step_size``, ``stuck_fraction``,
+  ``at_bounds_fraction``, ``ess``, ``reinit_fraction``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ebrl.validation import check_batch, check_int, check_positive_float, check_
 __all__ = ["FitResult", "Objective", "fit"]
 
 LR_SCHEDULES = ("constant", "cosine")
+_REMEDY = "Lower lr, set grad_clip, or add energy_reg (CD) / raise sigma (DSM)"
 
 
 class Objective(Protocol):
@@ -63,10 +65,11 @@ class FitResult:
     history_steps: list[int] = field(default_factory=list)
 
 
-def _check_data(owner: str, data: object) -> Tensor:
-    data = check_batch(owner, data, name="data")
+def _check_data(owner: str, data: object, like: Tensor) -> Tensor:
+    """Finite floating-point ``data [n, d]``, cast to the dtype of the parameters ``like``."""
+    data = check_batch(owner, data, name="data").to(like.dtype)
     if not bool(torch.isfinite(data).all()):
-        raise ValueError(f"{owner}: data contains NaN or infinite values")
+        raise ValueError(f"{owner}: data contains NaN or infinite values (in {like.dtype})")
     return data
 
 
@@ -115,7 +118,8 @@ def fit(
 
     Args:
         energy: an ``nn.Module`` energy ``[n, d] -> [n]`` with trainable parameters.
-        data: training data ``[n, d]`` (floating point, finite), on the energy's device.
+        data: training data ``[n, d]`` (floating point, finite), on the energy's device; cast
+            to the dtype of the energy's parameters (float64 data trains a float32 energy).
         objective: e.g. ``DenoisingScoreMatching(0.1)`` or ``ContrastiveDivergence(MALA(...))``.
         steps: optimisation steps (>= 1).
         batch_size: rows per step (>= 1).
@@ -132,8 +136,9 @@ def fit(
         A :class:`FitResult` with the logged history.
 
     Raises:
-        FloatingPointError: the loss (or gradient norm) became NaN or infinite; the message
-            names the step and the last finite values.
+        ValueError: the loss or the gradient norm became NaN or infinite, or the energy itself
+            did (checked at every step, before the parameters are updated); the message names
+            what, the step, the last finite values and what to try.
 
     Example:
         >>> from ebrl.energy import MLPEnergy
@@ -146,7 +151,7 @@ def fit(
     """
     owner = "fit"
     params = check_trainable(owner, "energy", energy)
-    data = _check_data(owner, data)
+    data = _check_data(owner, data, params[0])
     if not callable(getattr(objective, "loss", None)):
         raise TypeError(f"{owner}: objective must have a .loss(energy, x, generator=) method")
     check_int(owner, "steps", steps)
@@ -189,10 +194,9 @@ def fit(
                 loss, terms = objective.loss(energy, data[index], generator=generator)
             except ValueError as err:  # e.g. a sampler meeting NaN energies: diverged weights?
                 if _diverged(energy, params, data[index]):
-                    raise FloatingPointError(
+                    raise ValueError(
                         f"{owner}: the energy is no longer finite at step {step} ({err}); last "
-                        f"finite values: {_format(last_finite)}. Lower lr, set grad_clip, or "
-                        "add energy_reg (CD) / raise sigma (DSM)"
+                        f"finite values: {_format(last_finite)}. {_REMEDY}"
                     ) from err
                 if hasattr(err, "add_note"):  # Python >= 3.11
                     err.add_note(
@@ -205,11 +209,12 @@ def fit(
                 params, grad_clip if grad_clip is not None else math.inf
             )
             if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):  # one sync per step
-                raise FloatingPointError(
-                    f"{owner}: non-finite loss at step {step} (loss={float(loss.detach())}, "
-                    f"grad_norm={float(grad_norm)}); last finite values: "
-                    f"{_format(last_finite)}. Lower lr, set grad_clip, or add energy_reg (CD) / "
-                    "raise sigma (DSM)"
+                values = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
+                what = "loss" if not math.isfinite(values["loss"]) else "grad_norm"
+                raise ValueError(
+                    f"{owner}: non-finite {what} at step {step} (loss={values['loss']}, "
+                    f"grad_norm={values['grad_norm']}, lr={optimizer.param_groups[0]['lr']:.3g})"
+                    f"; last finite values: {_format(last_finite)}. {_REMEDY}"
                 )
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             optimizer.step()

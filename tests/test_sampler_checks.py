@@ -1,0 +1,171 @@
+"""Samplers catch their own failures: frozen chains and chains thrown onto the bounds warn
+(SamplerWarning, with stats), constant energies just work, starts outside the box are reflected
+in, and non-finite starts are named (issue 10)."""
+
+import contextlib
+import math
+import warnings
+
+import pytest
+import torch
+from scipy import stats as sps
+from torch.distributions import Independent, Normal, Uniform
+
+from ebrl.energy import GaussianEnergy
+from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Langevin, SamplerWarning
+
+F64 = torch.float64
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def normal(loc, scale, d=1, dtype=torch.float32, batch_shape=()):
+    loc = torch.full((*batch_shape, d), loc, dtype=dtype)
+    return Independent(Normal(loc, scale * torch.ones_like(loc)), 1)
+
+
+def quadratic(x):
+    return 0.5 * (x**2).sum(-1)
+
+
+@contextlib.contextmanager
+def no_sampler_warning():
+    """A context in which a SamplerWarning is an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplerWarning)
+        yield
+
+
+# ---------------------------------------------------------------- frozen and thrown chains
+
+
+def test_ula_thrown_onto_the_bounds_warns_and_reports():
+    """Before: every sample on the box's corners, acceptance 1, no word about it."""
+    sampler = Langevin(1e3, 20, bounds=(-1.0, 1.0))
+    with pytest.warns(SamplerWarning, match=r"Langevin: \d+ of the 2000 coordinates .* bounds"):
+        result = sampler.sample(quadratic, normal(0.0, 1.0, d=2), 1000, generator=gen())
+    assert float(result.stats["at_bounds_fraction"]) > 0.9
+    assert float(result.stats["stuck_fraction"]) == 0.0  # ULA moves; it is thrown, not stuck
+
+
+def test_mala_with_a_huge_step_warns_that_its_chains_never_moved():
+    """Before: frozen chains, acceptance 0, visible only in stats."""
+    init = torch.randn(500, 2, generator=gen(1))
+    with pytest.warns(SamplerWarning, match=r"MALA: every chain .* lower it"):
+        result = MALA(1e3, 20).sample(quadratic, normal(0.0, 1.0, d=2), 500, init=init)
+    assert float(result.stats["stuck_fraction"]) == 1.0
+    assert torch.equal(result.samples, init)  # really never moved
+
+
+def test_stuck_fraction_is_per_batch_element():
+    """Two states: a flat one where every chain moves and a steep one where none can."""
+    scale = torch.tensor([0.0, 1e6]).unsqueeze(-1)
+    energy = lambda x: (scale * x**2).sum(-1)  # noqa: E731
+    with pytest.warns(SamplerWarning, match="every chain of 1 of 2 batch element"):
+        result = MALA(1.0, 5).sample(
+            energy, normal(0.0, 1.0, batch_shape=(2,)), 64, generator=gen()
+        )
+    assert result.stats["stuck_fraction"].tolist() == [0.0, 1.0]
+
+
+def test_check_false_skips_the_check_and_keeps_the_stats():
+    sampler = Langevin(1e3, 20, bounds=(-1.0, 1.0), check=False)
+    with no_sampler_warning():
+        result = sampler.sample(quadratic, normal(0.0, 1.0, d=2), 1000, generator=gen())
+    assert float(result.stats["at_bounds_fraction"]) > 0.9
+    with pytest.raises(TypeError, match="MALA: check must be a bool"):
+        MALA(0.1, 5, check=1)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        Langevin(0.05, 50, bounds=(-1.0, 1.0)),
+        Langevin(3.0, 50, bounds=(-1.0, 1.0)),  # large, but below ULA's instability in u space
+        MALA(0.05, 20, bounds=(-1.0, 1.0), warmup_steps=5),
+        MALA(2.0, 20),
+        Chain(ImportanceSampler(64, bounds=(-1.0, 1.0)), MALA(0.05, 5, bounds=(-1.0, 1.0))),
+    ],
+    ids=["ula", "ula-large", "mala-box", "mala-large", "chain"],
+)
+def test_correct_runs_do_not_warn(sampler):
+    with no_sampler_warning():
+        result = sampler.sample(
+            quadratic, normal(0.0, 2.0, d=3, batch_shape=(4,)), 16, generator=gen()
+        )
+    assert (result.stats["stuck_fraction"] < 1).all()
+
+
+def test_a_target_on_the_bound_started_there_does_not_warn():
+    """exp(c x) on [0, 1] with c = 1e8 lives within 1e-8 of 1, below float32's resolution, so
+    its samples are rightly on the bound; chains that start there (as from a saturated tanh
+    actor) are not thrown there."""
+    energy = lambda x: -1e8 * x.sum(-1)  # noqa: E731
+    proposal = Independent(Uniform(torch.zeros(1), torch.ones(1)), 1)
+    with no_sampler_warning():
+        result = MALA(0.01, 20, bounds=(0.0, 1.0)).sample(
+            energy, proposal, 256, init=torch.ones(256, 1), generator=gen()
+        )
+    assert float(result.stats["at_bounds_fraction"]) > 0.5
+
+
+# ---------------------------------------------------------------- constant energies
+
+
+@pytest.mark.parametrize("make", [Langevin, MALA], ids=["ula", "mala"])
+@pytest.mark.parametrize("kind", ["no-graph", "parameter-only"])
+def test_a_constant_energy_is_a_random_walk(make, kind):
+    """Before: 'energy failed ... does the energy's batch shape match?' (autograd.grad on an
+    output with no graph to x). Zero gradient: x_n = x_0 + sqrt(2 eps) sum of n N(0, 1)."""
+    c = torch.tensor(3.0, requires_grad=kind == "parameter-only")
+    energy = lambda x: c.expand(x.shape[:-1]) * 1.0  # noqa: E731
+    n, eps, steps = 20000, 0.1, 10
+    result = make(eps, steps).sample(
+        energy, normal(0.0, 1.0), n, init=torch.zeros(n, 1), generator=gen(2)
+    )
+    var = 2 * eps * steps
+    assert abs(float(result.samples.var()) - var) < 5 * var * math.sqrt(2 / n)
+    assert float(result.stats["acceptance_rate"]) == 1.0  # MALA: the MH ratio is exactly 1
+
+
+# ---------------------------------------------------------------- starts outside the box
+
+
+def test_box_reflects_points_back_inside():
+    box = Box("test", (0.0, 1.0), torch.zeros(1))
+    x = torch.tensor([0.3, 1.2, -0.3, 2.5, -1.75, 0.0, 1.0])
+    expected = torch.tensor([0.3, 0.8, 0.3, 0.5, 0.25, 0.0, 1.0])
+    torch.testing.assert_close(box.reflect(x), expected)
+
+
+def test_starts_outside_the_box_do_not_bias_the_chain():
+    """MALA(0.05, 400) on N(0, 1) truncated to [0, 1] started from N(0.5, 1), half of whose
+    draws lie outside the box. Before: those entered logit space at -+13.8 and 400 steps left
+    a variance of 0.0864 against 0.0797. Tolerance: 5 standard errors of the sample variance of
+    n independent chains, sqrt((mu4 - var^2) / n)."""
+    exact = sps.truncnorm(0.0, 1.0)
+    mean, var = exact.mean(), exact.var()
+    mu4 = exact.expect(lambda x: (x - mean) ** 4)
+    n = 20000
+    result = MALA(0.05, 400, bounds=(0.0, 1.0)).sample(
+        quadratic, normal(0.5, 1.0, dtype=F64), n, generator=gen()
+    )
+    x = result.samples.flatten()
+    assert abs(float(x.var()) - var) < 5 * math.sqrt((mu4 - var**2) / n), float(x.var())
+    assert abs(float(x.mean()) - mean) < 5 * math.sqrt(var / n)
+
+
+# ---------------------------------------------------------------- non-finite input
+
+
+@pytest.mark.parametrize("make", [Langevin, MALA], ids=["ula", "mala"])
+@pytest.mark.parametrize("bounds", [None, (-1.0, 1.0)])
+def test_non_finite_init_is_named(make, bounds):
+    init = torch.zeros(8, 2)
+    init[3, 1] = math.nan
+    with pytest.raises(ValueError, match=r"initial points .* contain NaN or inf"):
+        make(0.1, 2, bounds=bounds).sample(
+            GaussianEnergy(torch.zeros(2), torch.eye(2)), normal(0.0, 1.0, d=2), 8, init=init
+        )
