@@ -708,7 +708,7 @@ def test_uniform_anchor_over_discrete_actions(n, b, dtype):
     torch.testing.assert_close(dist.probs, torch.full((b, n), 1 / n, dtype=expected_dtype))
 
 
-@given(start=st.integers().filter(lambda s: s != 0), n=st.integers(1, 5))
+@given(start=st.integers(-(2**62), 2**62).filter(lambda s: s != 0), n=st.integers(1, 5))
 def test_uniform_anchor_names_a_discrete_start(start, n):
     raises_naming(lambda: UniformAnchor(gym.spaces.Discrete(n, start=start)), "start")
 
@@ -983,12 +983,32 @@ def test_objective_losses_are_finite_scalars_with_finite_gradients(objective, n,
     torch.manual_seed(seed % 1000)
     energy = MLPEnergy(d, hidden_sizes=(8,))
     x = scale * torch.randn(n, d, generator=g)
+    if objective in ("cd", "pcd") and n == 1:
+        assume(scale < 1e3)  # test_contrastive_divergence_on_constant_data: a known bug
     loss, terms = make_objective(objective).loss(energy, x, generator=g)
     assert loss.shape == () and finite(loss)
     for name, value in terms.items():
         assert value.shape == () and finite(value), name
     loss.backward()
     assert all(finite(p.grad) for p in energy.parameters() if p.grad is not None)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ContrastiveDivergence's default proposal pads a zero-width data box by 1e-4, below "
+    "float32 resolution at |x| >= 4096: torch's raw 'Expected parameter low' error",
+)
+@given(
+    objective=st.sampled_from(["cd", "pcd"]),
+    value=st.one_of(reals(4096, 1e6), reals(-1e6, -4096)),
+    n=st.integers(1, 4),
+)
+def test_contrastive_divergence_on_constant_data(objective, value, n):
+    """Data whose bounding box has zero width (one point, or n copies of it)."""
+    loss, _ = make_objective(objective).loss(
+        MLPEnergy(1, hidden_sizes=(4,)), torch.full((n, 1), value)
+    )
+    assert finite(loss)
 
 
 @given(gauss=gaussians(), x=st.lists(reals(-5, 5), min_size=12, max_size=12))
