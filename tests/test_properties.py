@@ -136,13 +136,22 @@ def gaussian_problem(batch: tuple, d: int, dtype: torch.dtype, scale: float = 2.
     width=reals(0.05, 4.0),
     step=reals(1e-4, 1.0),
     n_steps=st.integers(1, 4),
+    tensors=st.booleans(),
     seed=seeds,
 )
-def test_sampler_contract(kind, batch, d, num, dtype, bounded, low, width, step, n_steps, seed):
+def test_sampler_contract(
+    kind, batch, d, num, dtype, bounded, low, width, step, n_steps, tensors, seed
+):
     """Shapes ``[num, *batch, d]``, the proposal's dtype, finite samples inside the box, and
     stats of shape ``[*batch]``; only importance sampling may fail, when no particle lands in a
-    narrow box."""
+    narrow box. ``tensors``: one step size per batch element, bounds per dimension."""
     bounds = (low, low + width) if bounded and kind != "proposal" else None
+    if tensors:
+        step = torch.full(batch, step, dtype=dtype)
+        if bounds is not None:
+            offsets = torch.linspace(0, 0.5, d, dtype=dtype)
+            bounds = (low + offsets, low + width + offsets)
+            low, width = bounds[0], bounds[1] - bounds[0]
     sampler = make_sampler(kind, bounds, step, n_steps)
     target, proposal = gaussian_problem(batch, d, dtype)
     g = torch.Generator().manual_seed(seed)
@@ -194,6 +203,29 @@ def test_sampler_constructors_name_bad_arguments(case):
     cls = {"ImportanceSampler": ImportanceSampler, "Langevin": Langevin, "MALA": MALA}[cls_name]
     kwargs = {} if cls is ImportanceSampler else {"step_size": 0.1, "n_steps": 1}
     raises_naming(lambda: cls(**{**kwargs, arg: value}), arg)
+
+
+@given(
+    kind=st.sampled_from(SAMPLER_KINDS[:4]),
+    bounds=st.one_of(
+        st.tuples(reals(-5, 5), reals(-5, 5)).filter(lambda b: b[0] >= b[1]),
+        st.tuples(st.just(math.nan), reals(-1, 1)),
+        st.tuples(reals(-1, 1), st.just(math.inf)),
+        st.just((-1.0, 0.0, 1.0)),
+        st.just((torch.zeros(3), torch.ones(3))),  # 3 bounds for an event of size 2
+        st.just(1.0),
+    ),
+)
+def test_samplers_name_bad_bounds(kind, bounds):
+    target, proposal = gaussian_problem((2,), 2, torch.float32)
+    sampler = make_sampler(kind, bounds)
+    raises_naming(lambda: sampler.sample(target, proposal, 2), "bounds")
+
+
+@given(step=st.lists(reals(-1, 1), min_size=2, max_size=2).filter(lambda v: min(v) <= 0))
+def test_mcmc_names_a_non_positive_tensor_step_size(step):
+    for cls in (Langevin, MALA):
+        raises_naming(lambda cls=cls: cls(torch.tensor(step), 1), "step_size")
 
 
 @given(value=st.one_of(st.none(), st.integers(), st.text(max_size=3)))
@@ -608,6 +640,29 @@ def test_continuous_constant_utility_gives_the_anchor(space, c, t, b, seed):
     a = low + (high - low) * torch.rand(b, space.shape[0], generator=g)
     expected = -torch.log(high - low).sum().expand(b)
     torch.testing.assert_close(policy.log_prob(obs, a, generator=g), expected, rtol=1e-4, atol=1e-4)
+
+
+@given(space=boxes(), t=st.floats(1e8, 1e12), scale=reals(0, 10), seed=seeds)
+def test_continuous_high_temperature_gives_the_anchor(space, t, scale, seed):
+    """As ``T -> inf``: ``KL -> 0``, ``log pi -> log anchor`` and ``V -> E_anchor[Q]``.
+
+    In float64 (a float64 obs makes the uniform anchor float64): ``V = T log mean exp(Q / T)``
+    carries ``T`` times the rounding of ``log Z``, so float32 loses ``Q`` entirely at ``T = 1e8``.
+    """
+    low, high = torch.as_tensor(space.low).double(), torch.as_tensor(space.high).double()
+    anchor = UniformAnchor(space)
+    policy = AnchoredPolicy(anchor, quadratic_utility(low, scale), t, sampler=ImportanceSampler(32))
+    obs = torch.zeros(2, 1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    est = policy.estimate(obs, generator=g)
+    torch.testing.assert_close(est.kl_to_anchor, torch.zeros(2).double(), atol=1e-5, rtol=0)
+    # V = T log mean exp(Q / T) tends to the mean of Q over the same particles: E_pi[Q] too
+    q_range = scale * float((high - low).pow(2).sum())
+    tol = 1e-3 * (1 + q_range) + 8 * torch.finfo(torch.float64).eps * t * math.log(32)
+    assert bool(((est.soft_value - est.expected_utility).abs() <= tol).all())
+    a = low + (high - low) * torch.rand(2, space.shape[0], generator=g, dtype=torch.float64)
+    log_p = policy.log_prob(obs, a, generator=g)
+    torch.testing.assert_close(log_p, anchor(obs).log_prob(a), atol=1e-4, rtol=1e-5)
 
 
 @given(
