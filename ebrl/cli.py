@@ -12,6 +12,8 @@ import dataclasses
 import inspect
 import itertools
 import json
+import os
+import shlex
 import sys
 import textwrap
 import time
@@ -226,15 +228,48 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--logdir",
         type=Path,
         default=Path("runs"),
-        help="TensorBoard logs go to LOGDIR/<env>_<algo>_<seed> (default: runs)",
+        help="runs go to a new directory LOGDIR/<env>_<algo>_<seed>[_N] (never reused): "
+        "TensorBoard events, run.json (the command, resolved config and versions), "
+        "checkpoints, model.pt and result.json (default: runs)",
     )
     p.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="checkpoint path (default: the run's log directory / model.pt)",
+        help="path of the final model (default: RUN_DIR/model.pt)",
     )
-    p.add_argument("--eval-episodes", type=int, default=10, help="final evaluation episodes")
+    p.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=10,
+        help="episodes of the final evaluation and of each --eval-every evaluation",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="save the whole training state to RUN_DIR/checkpoint.pt every N env steps "
+        "(continue a killed run with --resume RUN_DIR) (default: only at the end, or on Ctrl-C)",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate every N env steps: eval/mean_return and eval/std_return in TensorBoard, "
+        "the best agent in RUN_DIR/best_model.pt (default: only at the end)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (killed, interrupted, or finished) from its last "
+        "checkpoint to its original --steps, with its recorded flags; on the CPU the result "
+        "is the same, bit for bit, as a run never stopped (only --no-progress, --threads and "
+        "--device may be given with it)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument(
         "--threads",
@@ -261,8 +296,6 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
     from ebrl.data.demos import Demonstrations
     from ebrl.policies import CategoricalAnchor, GaussianAnchor, fit_behaviour_cloning
 
-    if not path.is_file():
-        raise ValueError(f"--anchor: no demonstrations file at {path}")
     demos = Demonstrations.load(path)
     if demos.metadata.get("env_id") != env_id:
         raise ValueError(
@@ -287,55 +320,171 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
     return anchor, bc
 
 
-def _run_train(args: argparse.Namespace) -> dict:
-    from ebrl.agents import SAC, SoftQ
+RUN_RECORD = "run.json"
+RESUME_FLAGS = {"resume", "no_progress", "threads", "device", "run", "command"}
 
-    if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    if args.eval_episodes < 1:
-        raise ValueError(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
-    if args.plain_sac and args.algo != "sac":
-        raise ValueError("--plain-sac: only for --algo sac")
+
+def _run_train(args: argparse.Namespace) -> dict:
+    if args.resume is not None:
+        return _resume_train(args)
+    _check_train_args(args)
+    config = _train_config(args)
+    run_dir = _new_run_dir(args.logdir, f"{args.env.replace('/', '_')}_{args.algo}_{args.seed}")
+    record = {
+        "format": "ebrl.run/1",
+        "command": shlex.join(["ebrl", *sys.argv[1:]]),
+        "args": _plain_args(args),
+        "config": dataclasses.asdict(config),
+        "versions": _versions(),
+    }
+    _write_json(run_dir / RUN_RECORD, record)
+    print(f"ebrl train: run directory {run_dir}", file=sys.stderr)
+    return _train(args, config, run_dir, agent=None)
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Every flag, checked before anything is trained (a late error must not lose a run)."""
+    import gymnasium as gym
     import torch
 
-    torch.set_num_threads(args.threads)
-    temperature = args.temperature
-    if temperature != "auto":
+    from ebrl.agents import make_env
+
+    for flag in ("steps", "threads", "eval_episodes", "num_envs"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    for flag in ("checkpoint_every", "eval_every"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.plain_sac and args.algo != "sac":
+        raise ValueError("--plain-sac: only for --algo sac")
+    if args.temperature != "auto":
         try:
-            temperature = float(temperature)
-        except ValueError as err:
+            args.temperature = float(args.temperature)
+        except ValueError:
+            args.temperature = None
+        if args.temperature is None or not 0 < args.temperature < float("inf"):
+            raise ValueError("--temperature must be 'auto' or a float > 0")
+    if args.device != "auto":
+        try:
+            device = torch.device(args.device)
+        except (RuntimeError, TypeError) as err:
             raise ValueError(
-                f"--temperature must be 'auto' or a float > 0, got {temperature!r}"
+                f"--device must be auto, cpu, cuda or cuda:N; got {args.device!r}"
             ) from err
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: CUDA is not available in this torch build")
+    env = make_env(args.env)
+    space = env.action_space
+    env.close()
+    want = gym.spaces.Discrete if args.algo == "softq" else gym.spaces.Box
+    if not isinstance(space, want):
+        raise ValueError(
+            f"--algo {args.algo} needs a {want.__name__} action space; {args.env} has {space} "
+            f"(use --algo {'sac' if args.algo == 'softq' else 'softq'})"
+        )
+    if args.anchor is not None and not args.anchor.is_file():
+        raise ValueError(f"--anchor: no demonstrations file at {args.anchor}")
+    if args.out is not None:
+        _check_writable(args.out, "--out")
+    _check_writable(args.logdir / ".ebrl-write-check", "--logdir")
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Fails now, not after training, when ``path`` cannot be written."""
+    if path.is_dir():
+        raise ValueError(f"{flag}: {path} is a directory; give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.{os.getpid()}.probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{flag}: cannot write to {path.parent} ({err.strerror})") from err
+
+
+def _train_config(args: argparse.Namespace):
     cls = _configs()[args.algo]
     overrides = _config_overrides(args, cls)
     if args.plain_sac:
         from ebrl.agents.sac import PLAIN_SAC
 
         overrides = {**PLAIN_SAC, **overrides}
-    config = cls.for_env(args.env, **overrides)
-    run_dir = args.logdir / f"{args.env.replace('/', '_')}_{args.algo}_{args.seed}"
+    return cls.for_env(args.env, **overrides)
+
+
+def _new_run_dir(logdir: Path, stem: str) -> Path:
+    """``logdir/stem``, or ``stem_2``, ``stem_3``, ... : a directory no run has used."""
+    for n in itertools.count(1):
+        run_dir = logdir / (stem if n == 1 else f"{stem}_{n}")
+        try:
+            run_dir.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise ValueError(f"--logdir: cannot create {run_dir} ({err.strerror})") from err
+        return run_dir
+    raise AssertionError("unreachable")
+
+
+def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
+    """Builds the agent (unless resumed), trains it to ``--steps`` with the periodic callbacks,
+    saves it, evaluates it, and returns the result JSON (also written to ``result.json``)."""
+    import torch
+
+    from ebrl.agents import SAC, CheckpointCallback, EvalCallback, SoftQ
+
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    anchor, bc = (
-        _behaviour_cloned_anchor(args.anchor, args.env, args.seed) if args.anchor else (None, None)
-    )
-    agent = {"sac": SAC, "softq": SoftQ}[args.algo](
-        args.env,
-        anchor=anchor,
-        temperature=temperature,
-        seed=args.seed,
-        device=args.device,
-        tensorboard_log=run_dir,
-        num_envs=args.num_envs,
-        config=config,
-    )
-    agent.learn(args.steps, progress_bar=not args.no_progress)
+    report_path = run_dir / "anchor.json"
+    if agent is None:
+        bc = None
+        if args.anchor is not None:
+            anchor, bc = _behaviour_cloned_anchor(args.anchor, args.env, args.seed)
+            _write_json(report_path, bc)
+        agent = {"sac": SAC, "softq": SoftQ}[args.algo](
+            args.env,
+            anchor=None if args.anchor is None else anchor,
+            temperature=args.temperature,
+            seed=args.seed,
+            device=args.device,
+            tensorboard_log=run_dir,
+            num_envs=args.num_envs,
+            config=config,
+        )
+    bc = json.loads(report_path.read_text()) if report_path.is_file() else None
+    checkpoint = run_dir / "checkpoint.pt"
+    callbacks = []
+    if args.checkpoint_every is not None:
+        callbacks.append(CheckpointCallback(args.checkpoint_every, checkpoint))
+    if args.eval_every is not None:
+        callbacks.append(
+            EvalCallback(
+                args.eval_every, args.eval_episodes, best_model_path=run_dir / "best_model.pt"
+            )
+        )
+    first = agent.num_timesteps
+    remaining = args.steps - agent.num_timesteps
+    if remaining > 0:
+        try:
+            agent.learn(
+                remaining,
+                progress_bar=not args.no_progress,
+                callback=callbacks,
+                reset_num_timesteps=False,
+            )
+        except KeyboardInterrupt:
+            agent.save(checkpoint)
+            raise _Interrupted(
+                f"interrupted at step {agent.num_timesteps}; the training state is in "
+                f"{checkpoint}; continue with: ebrl train --resume {run_dir}"
+            ) from None
     train_s = time.perf_counter() - start
     out = agent.save(args.out or run_dir / "model.pt")  # saved before evaluating: never lost
     evaluation = agent.evaluate(args.eval_episodes)
-    return {
+    result = {
         "env": args.env,
         "algo": args.algo,
         "steps": agent.num_timesteps,
@@ -343,12 +492,100 @@ def _run_train(args: argparse.Namespace) -> dict:
         "mean_return": round(evaluation["mean_return"], 2),
         "std_return": round(evaluation["std_return"], 2),
         "eval_episodes": args.eval_episodes,
-        "env_steps_per_s": round(agent.num_timesteps / train_s, 1),
+        "env_steps_per_s": round((agent.num_timesteps - first) / max(train_s, 1e-9), 1),
         "anchor": None if bc is None else {"demos": str(args.anchor), **bc},
         "checkpoint": str(out),
         "logdir": str(run_dir),
         "wall_s": round(time.perf_counter() - start, 1),
     }
+    _write_json(run_dir / "result.json", result)
+    return result
+
+
+def _resume_train(args: argparse.Namespace) -> dict:
+    """``--resume RUN_DIR``: the recorded flags, and the agent from the final model (a
+    finished run: evaluated again), the last checkpoint, or nothing (killed before its first
+    checkpoint: trained from the start, with the same seed, so the same result)."""
+    from ebrl.agents import load_agent
+    from ebrl.agents.checkpoint import read_checkpoint
+
+    given = sorted(
+        k
+        for k, v in vars(args).items()
+        if k not in RESUME_FLAGS and v != _TRAIN_DEFAULTS.get(k, argparse.SUPPRESS)
+    )
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"--resume continues a run with its recorded flags; drop {flags}")
+    run_dir = args.resume
+    record_path = run_dir / RUN_RECORD
+    if not record_path.is_file():
+        raise ValueError(
+            f"--resume: {run_dir} has no {RUN_RECORD}: not an ebrl train run directory"
+        )
+    try:
+        record = json.loads(record_path.read_text())
+        recorded = record["args"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"--resume: {record_path} is not readable ({err})") from err
+    saved = argparse.Namespace(**{**vars(args), **recorded})
+    for key in ("no_progress", "threads", "device"):
+        setattr(saved, key, getattr(args, key))
+    for key in ("anchor", "out", "logdir"):
+        if getattr(saved, key) is not None:
+            setattr(saved, key, Path(getattr(saved, key)))
+    saved.resume = None
+    _check_train_args(saved)
+    config = _train_config(saved)
+    agent = None
+    for path in (saved.out or run_dir / "model.pt", run_dir / "checkpoint.pt"):
+        if path.is_file():
+            read_checkpoint(path, "--resume")  # one clear line if it is not a checkpoint
+            agent = load_agent(path, device=saved.device)
+            agent.tensorboard_log = run_dir
+            break
+    start = "the start" if agent is None else f"step {agent.num_timesteps}"
+    print(f"ebrl train: resuming {run_dir} from {start}", file=sys.stderr)
+    return _train(saved, config, run_dir, agent)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during training: the state was saved; the message says where."""
+
+
+def _plain_args(args: argparse.Namespace) -> dict:
+    """The parsed flags as JSON values (paths as strings; the handler dropped)."""
+    out = {}
+    for key, value in vars(args).items():
+        if key in ("run", "command", "resume"):
+            continue
+        out[key] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def _versions() -> dict:
+    import platform
+
+    import gymnasium
+    import numpy
+    import torch
+
+    from ebrl import __version__
+
+    return {
+        "ebrl": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def _write_json(path: Path, value: dict) -> None:
+    """Written to a temporary file, then renamed: never half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -484,12 +721,18 @@ def _run_fit_density(args: argparse.Namespace) -> dict:
 # ----------------------------------------------------------------------------- entry point
 
 
+_TRAIN_DEFAULTS: dict = {}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ebrl", description="Energy-based reinforcement learning and generative EBMs."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
+    if not _TRAIN_DEFAULTS:
+        train = sub.choices["train"]
+        _TRAIN_DEFAULTS.update({a.dest: a.default for a in train._actions})
     _add_evaluate(sub)
     _add_sample_demo(sub)
     _add_fit_density(sub)
@@ -497,12 +740,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         result = args.run(args)
-    except (ValueError, TypeError) as err:
-        parser.exit(2, f"ebrl {args.command}: error: {err}\n")
+    except _Interrupted as err:
+        parser.exit(130, f"ebrl {args.command}: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"ebrl {args.command}: interrupted\n")
+    # What a user can cause: bad flags and files (ValueError, TypeError), files and disks
+    # (OSError), too big a model or batch (out of memory). Anything else is a bug in ebrl and
+    # keeps its traceback.
+    except (ValueError, TypeError, OSError, MemoryError, torch.OutOfMemoryError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        parser.exit(2, f"ebrl {args.command}: error: {message}\n")
     print(json.dumps(result))
     return 0
 

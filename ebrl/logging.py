@@ -18,20 +18,29 @@ class RunLogger:
     """Writes scalars to TensorBoard (when ``logdir`` is given) and drives a tqdm progress bar.
 
     Values may be floats or 0-d tensors; tensors are converted here, once per logging call, so
-    training loops can hand over device tensors without syncing at every step.
+    training loops can hand over device tensors without syncing at every step. The bar is shown
+    only on a terminal (a redirected log gets no carriage-return flood).
     """
 
     def __init__(
-        self, logdir: str | Path | None, total: int, progress_bar: bool = True, desc: str = "ebrl"
+        self,
+        logdir: str | Path | None,
+        total: int,
+        progress_bar: bool = True,
+        desc: str = "ebrl",
+        purge_step: int | None = None,
     ):
         self.writer = None
         if logdir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(logdir))
+            # purge_step: a resumed run drops the events a killed run wrote after its
+            # checkpoint (TensorBoard would otherwise draw them twice).
+            self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
         self.bar = tqdm(
             total=total,
-            disable=not progress_bar,
+            # None: tqdm hides the bar when stderr is not a terminal (a log file, CI)
+            disable=None if progress_bar else True,
             desc=desc,
             unit="step",
             dynamic_ncols=True,

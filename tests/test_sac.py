@@ -175,11 +175,7 @@ def test_same_seed_same_run_and_save_load_round_trip(tmp_path):
         agent.learn(
             400,
             progress_bar=False,
-            callback=lambda a, info: (
-                returns.extend(info["infos"]["episode"]["r"][info["infos"]["_episode"]].tolist())
-                if "episode" in info["infos"]
-                else None
-            ),
+            callback=lambda a, info: returns.extend(info["episode_returns"].tolist()),
         )
         return agent, returns
 
@@ -363,8 +359,10 @@ def test_deterministic_predict_is_a_function_of_the_observation():
     first = agent.predict(obs, deterministic=True)[0]
     for _ in range(20):
         np.testing.assert_array_equal(agent.predict(obs, deterministic=True)[0], first)
-    batch = np.stack([obs, -obs])  # and the same inside a batch
-    np.testing.assert_array_equal(agent.predict(batch, deterministic=True)[0][0], first)
+    # and the same inside a batch, up to rounding (matmul kernels for 1 and 2 rows may sum in
+    # another order)
+    batch = np.stack([obs, -obs])
+    np.testing.assert_allclose(agent.predict(batch, deterministic=True)[0][0], first, atol=1e-6)
     # the mode search never lowers the policy density below the actor's mode it starts from
     o = torch.as_tensor(batch)
     with torch.no_grad():

@@ -2,6 +2,7 @@
 Q-learning (discrete actions), with their buffer and evaluation helpers."""
 
 from ebrl.agents.buffer import ReplayBuffer, Transitions
+from ebrl.agents.callbacks import CheckpointCallback, EvalCallback
 from ebrl.agents.checkpoint import load_agent
 from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.core import OffPolicyAgent
@@ -12,6 +13,8 @@ from ebrl.agents.updates import polyak_update
 
 __all__ = [
     "SAC",
+    "CheckpointCallback",
+    "EvalCallback",
     "OffPolicyAgent",
     "OffPolicyConfig",
     "ReplayBuffer",

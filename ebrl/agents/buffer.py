@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -28,9 +30,11 @@ class ReplayBuffer:
     time-limit truncation still bootstraps from the next state (Pardo et al. 2018, "Time Limits
     in Reinforcement Learning").
 
-    Storage is reserved with ``torch.empty`` and never written before it is used, so the
-    operating system commits memory only as the buffer fills (as numpy's ``zeros`` does for
-    Stable-Baselines3): a 1M-transition buffer for a large observation costs nothing until used.
+    Storage is reserved with ``torch.empty`` on the first :meth:`add` and never written before
+    it is used, so the operating system commits memory only as the buffer fills (as numpy's
+    ``zeros`` does for Stable-Baselines3): a 1M-transition buffer for a large observation costs
+    nothing until used, and an agent that only acts (``load`` then ``evaluate``) never reserves
+    one. A capacity larger than the machine's memory is refused before anything is reserved.
     """
 
     def __init__(
@@ -51,22 +55,52 @@ class ReplayBuffer:
                 f"{action_dtype}"
             )
         self.capacity, self.device = capacity, torch.device(device)
-        f32 = {"dtype": torch.float32, "device": self.device}
-        self.obs = torch.empty(capacity, obs_dim, **f32)
-        self.actions = torch.empty(capacity, *action_shape, dtype=action_dtype, device=self.device)
-        self.rewards = torch.empty(capacity, **f32)
-        self.next_obs = torch.empty(capacity, obs_dim, **f32)
-        self.terminated = torch.empty(capacity, **f32)
+        self.obs_dim, self.action_shape, self.action_dtype = (
+            obs_dim,
+            tuple(action_shape),
+            action_dtype,
+        )
+        row_bytes = 4 * (2 * obs_dim + 3) + action_dtype.itemsize * math.prod(self.action_shape)
+        self.nbytes = capacity * row_bytes
+        total = _physical_memory()
+        if self.device.type == "cpu" and total is not None and self.nbytes > total:
+            raise ValueError(
+                f"ReplayBuffer: buffer_size {capacity} needs {self.nbytes / 2**30:.1f} GiB for "
+                f"{obs_dim}-dim observations, more than this machine's "
+                f"{total / 2**30:.1f} GiB of memory; lower buffer_size"
+            )
+        self._storage: tuple[Tensor, ...] | None = None  # allocated on the first add
+        self._views: list[np.ndarray] | None = None
         self.position, self.size = 0, 0
-        # On the CPU, writes go through numpy views of the same memory: one small copy per
-        # array instead of a tensor conversion and an indexed torch copy (~5x less per step).
-        self._views = [t.numpy() for t in self._stores()] if self.device.type == "cpu" else None
 
     def __len__(self) -> int:
         return self.size
 
+    obs = property(lambda self: self._stores()[0])
+    actions = property(lambda self: self._stores()[1])
+    rewards = property(lambda self: self._stores()[2])
+    next_obs = property(lambda self: self._stores()[3])
+    terminated = property(lambda self: self._stores()[4])
+
     def _stores(self) -> tuple[Tensor, ...]:
-        return (self.obs, self.actions, self.rewards, self.next_obs, self.terminated)
+        """The storage, reserved on first use with ``torch.empty`` (nothing is written before
+        it is used, so the operating system commits memory only as the buffer fills)."""
+        if self._storage is None:
+            f32 = {"dtype": torch.float32, "device": self.device}
+            self._storage = (
+                torch.empty(self.capacity, self.obs_dim, **f32),
+                torch.empty(
+                    self.capacity, *self.action_shape, dtype=self.action_dtype, device=self.device
+                ),
+                torch.empty(self.capacity, **f32),
+                torch.empty(self.capacity, self.obs_dim, **f32),
+                torch.empty(self.capacity, **f32),
+            )
+            # On the CPU, writes go through numpy views of the same memory: one small copy per
+            # array instead of a tensor conversion and an indexed torch copy (~5x less per step).
+            if self.device.type == "cpu":
+                self._views = [t.numpy() for t in self._storage]
+        return self._storage
 
     def add(self, obs, actions, rewards, next_obs, terminated) -> None:
         """Adds ``n`` transitions (one per env); arrays or tensors with a leading ``[n]``."""
@@ -81,13 +115,14 @@ class ReplayBuffer:
             index = slice(self.position, end)
         else:
             index = torch.arange(self.position, end, device=self.device) % self.capacity
+        stores = self._stores()
         if self._views is not None:
             for view, value in zip(self._views, values, strict=True):
                 if isinstance(value, Tensor):
                     value = value.detach().cpu().numpy()
                 view[index] = np.asarray(value).reshape(n, *view.shape[1:])
         else:
-            for store, value in zip(self._stores(), values, strict=True):
+            for store, value in zip(stores, values, strict=True):
                 value = torch.as_tensor(value, dtype=store.dtype, device=self.device)
                 store[index] = value.reshape(n, *store.shape[1:])
         self.position = end % self.capacity
@@ -101,8 +136,52 @@ class ReplayBuffer:
         return Transitions(*(store[index] for store in self._stores()))
 
     def state_dict(self) -> dict:
-        """The filled part, in the stored dtypes, on the CPU."""
+        """The filled part, in the stored dtypes, on the CPU (a checkpoint of a buffer of 1M
+        slots holding 4k transitions holds 4k)."""
         n = self.size
-        names = ("obs", "actions", "rewards", "next_obs", "terminated")
-        out = {k: store[:n].cpu() for k, store in zip(names, self._stores(), strict=True)}
-        return {**out, "position": self.position}
+        out: dict = dict.fromkeys(_NAMES)
+        if n:
+            # clone: a slice would carry the whole reserved storage into the file
+            out = {k: s[:n].cpu().clone() for k, s in zip(_NAMES, self._stores(), strict=True)}
+        return {**out, "size": n, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores :meth:`state_dict` (checked against this buffer's capacity and shapes)."""
+        n, position = state.get("size"), state.get("position")
+        valid = (
+            isinstance(n, int)
+            and isinstance(position, int)
+            and 0 <= n <= self.capacity
+            and (position == n % self.capacity if n < self.capacity else 0 <= position < n)
+        )
+        if not valid:
+            raise ValueError(
+                f"ReplayBuffer: state's size {n!r} and position {position!r} do not fit "
+                f"capacity {self.capacity}"
+            )
+        self.position, self.size = position, n
+        if n == 0:
+            return
+        for name, store in zip(_NAMES, self._stores(), strict=True):
+            value = state[name]
+            if (
+                not isinstance(value, Tensor)
+                or value.dtype != store.dtype
+                or tuple(value.shape) != (n, *store.shape[1:])
+            ):
+                raise ValueError(
+                    f"ReplayBuffer: state's {name} must be a {store.dtype} tensor of shape "
+                    f"{(n, *store.shape[1:])}"
+                )
+            store[:n] = value.to(self.device)
+
+
+_NAMES = ("obs", "actions", "rewards", "next_obs", "terminated")
+
+
+def _physical_memory() -> int | None:
+    """This machine's RAM in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None

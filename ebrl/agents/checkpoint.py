@@ -1,12 +1,17 @@
-"""The one checkpoint format of every agent: config, env id and spaces, named modules, named
-optimisers, temperature, generator and counters, as tensors and plain data. Written atomically
-(a temporary file, then ``os.replace``) and read with ``weights_only=True``, so loading a file
-never runs code from it."""
+"""The one checkpoint format of every agent: the whole training state as tensors and plain data.
+
+It holds the config, env id and spaces, named modules and optimisers, temperature, generator,
+counters, the replay buffer's filled part, and the episodes in flight (each env's reset seed and
+actions, replayed on load: :mod:`ebrl.agents.episodes`), so that ``load`` then
+``learn(n, reset_num_timesteps=False)`` continues bit for bit. Written atomically (a temporary
+file, then ``os.replace``) and read with ``weights_only=True``, so loading a file never runs code
+from it; a file that is not an ebrl checkpoint, or is truncated or corrupt, gets one
+``ValueError``."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,16 +21,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from ebrl.agents.episodes import episodes_state, restore_episodes
+
 if TYPE_CHECKING:
     from ebrl.agents.core import OffPolicyAgent
 
 __all__ = ["CHECKPOINT_FORMAT", "load_agent", "read_checkpoint", "save_atomically", "state_dict"]
 
-CHECKPOINT_FORMAT = "ebrl.agent/1"
+CHECKPOINT_FORMAT = "ebrl.agent/2"
+# /1 (ebrl 0.1 before resume) had no buffer and no episodes: it still loads, and learns anew.
+READABLE_FORMATS = ("ebrl.agent/1", CHECKPOINT_FORMAT)
 
 
-def state_dict(agent: OffPolicyAgent) -> dict:
-    """Everything :func:`load` needs, as tensors and plain data (``weights_only`` safe)."""
+def state_dict(agent: OffPolicyAgent, replay_buffer: bool = True) -> dict:
+    """Everything :func:`load` needs, as tensors and plain data (``weights_only`` safe); without
+    the buffer's contents when ``replay_buffer`` is False (then training after ``load`` starts
+    from an empty buffer)."""
     modules = agent.modules()
     if agent.user_anchor is not None:
         modules = {**modules, "anchor": agent.user_anchor}
@@ -39,6 +50,7 @@ def state_dict(agent: OffPolicyAgent) -> dict:
         "action_space": space_summary(agent.action_space),
         "auto_temperature": agent.auto_temperature,
         "seed": agent.seed,
+        "num_envs": agent.envs.num_envs,
         "num_timesteps": agent.num_timesteps,
         "log_temperature": agent.log_temperature.detach().cpu(),
         "modules": {k: m.state_dict() for k, m in modules.items()},
@@ -50,23 +62,63 @@ def state_dict(agent: OffPolicyAgent) -> dict:
             "spec": getattr(anchor, "spec", None),
         },
         "extra": agent.extra_state(),
+        "buffer": agent.buffer.state_dict() if replay_buffer else None,
+        "episodes": _episodes(agent),
+    }
+
+
+def _episodes(agent: OffPolicyAgent) -> dict | None:
+    """Where the envs are: the last observation, each episode's running return and length, and
+    (for ebrl's envs) what replays them; None before the first ``learn``."""
+    if agent._last_obs is None:
+        return None
+    return {
+        "obs": torch.from_numpy(np.array(agent._last_obs)),
+        "returns": torch.from_numpy(agent._episode_returns.copy()),
+        "lengths": torch.from_numpy(agent._episode_lengths.copy()),
+        "resetting": torch.from_numpy(agent._resetting.copy()),
+        "recent_returns": list(agent._recent_returns),
+        "envs": episodes_state(agent.envs),
     }
 
 
 def save_atomically(state: dict, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: a reader sees
-    the old file or the new one, never half of one."""
+    the old file or the new one, never half of one. The file gets the usual permissions (those
+    of any file this process creates, not the temporary file's 0600); temporary files left by
+    a process killed while saving are removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
         torch.save(state, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
+    _remove_orphans(path)
     return path
+
+
+def _remove_orphans(path: Path) -> None:
+    """Deletes ``.NAME.PID.tmp`` files beside ``path`` whose process is gone (killed mid-save)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def read_checkpoint(path: str | Path, owner: str, algo: str | None = None) -> dict:
@@ -86,7 +138,7 @@ def read_checkpoint(path: str | Path, owner: str, algo: str | None = None) -> di
         ) from err
     if (
         not isinstance(state, dict)
-        or state.get("format") != CHECKPOINT_FORMAT
+        or state.get("format") not in READABLE_FORMATS
         or state.get("algo") not in OffPolicyAgent.registry
     ):
         raise ValueError(f"{owner}: {path} is not an ebrl agent checkpoint")
@@ -109,21 +161,31 @@ def load(cls: type[OffPolicyAgent], path, env=None, anchor=None, device="auto", 
                 f"{owner}: this agent was trained with an anchor; pass anchor= "
                 "(a module of the same architecture)"
             )
-    env = state["env_id"] if env is None else env
+    if env is None:
+        env = state["env_id"]
+        kwargs.setdefault("num_envs", state.get("num_envs", 1))
     if env is None:
         raise ValueError(f"{owner}: the checkpoint has no env id; pass env=")
-    config = cls.config_class.from_dict(state["config"])
-    temperature = "auto" if state["auto_temperature"] else float(state["log_temperature"].exp())
+    try:
+        config = cls.config_class.from_dict(state["config"])
+        temperature = "auto" if state["auto_temperature"] else float(state["log_temperature"].exp())
+        seed = state["seed"]
+    except (KeyError, TypeError, AttributeError, RuntimeError) as err:
+        raise ValueError(f"{owner}: {path} is a corrupt ebrl checkpoint ({err!r})") from err
+    # The config is checked (above) before anything is built or allocated (below).
     agent = cls(
         env,
         anchor=anchor,
         temperature=temperature,
-        seed=state["seed"],
+        seed=seed,
         device=device,
         config=config,
         **kwargs,
     )
-    restore(agent, state)
+    try:
+        restore(agent, state)
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+        raise ValueError(f"{owner}: {path} is a corrupt ebrl checkpoint ({err!r})") from err
     return agent
 
 
@@ -151,6 +213,33 @@ def restore(agent: OffPolicyAgent, state: dict) -> None:
         agent.generator.set_state(state["generator"])
     agent.num_timesteps = int(state["num_timesteps"])
     agent.load_extra_state(state["extra"])
+    if state.get("buffer") is not None:
+        agent.buffer.load_state_dict(state["buffer"])
+    if state.get("episodes") is not None:
+        _restore_episodes(agent, state["episodes"])
+
+
+def _restore_episodes(agent: OffPolicyAgent, saved: dict) -> None:
+    """Puts the envs back where they were (:func:`~ebrl.agents.episodes.restore_episodes`);
+    a user's vector env, which ebrl cannot replay, starts new episodes instead (with a
+    warning)."""
+    if saved["envs"] is None or episodes_state(agent.envs) is None:
+        warnings.warn(
+            f"{type(agent).__name__}.load: the episodes in flight cannot be restored into "
+            "these envs (not built by ebrl, or built by a user's vector env); learn() with "
+            "reset_num_timesteps=False starts new episodes",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return
+    obs = saved["obs"].numpy()
+    restore_episodes(agent.envs, saved["envs"], obs)
+    agent._reset_before = True
+    agent._last_obs = obs
+    agent._episode_returns = saved["returns"].numpy().copy()
+    agent._episode_lengths = saved["lengths"].numpy().copy()
+    agent._resetting = saved["resetting"].numpy().copy()
+    agent._recent_returns = list(saved["recent_returns"])
 
 
 def _optimizers(agent: OffPolicyAgent) -> dict[str, torch.optim.Optimizer]:

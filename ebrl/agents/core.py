@@ -20,8 +20,11 @@ and the progress bar, ``predict`` (SB3's signature), ``evaluate``, and one check
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
@@ -34,13 +37,16 @@ from torch import Tensor, nn
 from ebrl.agents import checkpoint
 from ebrl.agents.buffer import ReplayBuffer, Transitions
 from ebrl.agents.config import OffPolicyConfig
+from ebrl.agents.episodes import episodes_state
 from ebrl.agents.evaluation import evaluate_policy, make_vector_env
 from ebrl.agents.updates import temperature_loss
 from ebrl.logging import RunLogger
 from ebrl.policies import AnchoredPolicy
 from ebrl.validation import check_int
 
-__all__ = ["OffPolicyAgent"]
+__all__ = ["Callback", "OffPolicyAgent"]
+
+Callback = Callable[["OffPolicyAgent", dict], "bool | None"]
 
 
 @dataclass
@@ -157,6 +163,10 @@ class OffPolicyAgent:
         )
         self.num_timesteps = 0
         self._last_obs: np.ndarray | None = None  # where a further learn() call continues
+        self._replayable = episodes_state(self.envs) is not None
+        self._reset_before = False
+        self._warned_pinned = False
+        self.logger: RunLogger | None = None  # the run's logger while learn() runs
         self.learn_wall_s = 0.0
 
     # ------------------------------------------------------------------ what an agent brings
@@ -298,57 +308,44 @@ class OffPolicyAgent:
         self,
         total_timesteps: int,
         progress_bar: bool = True,
-        callback: Callable[[OffPolicyAgent, dict], bool | None] | None = None,
+        callback: Callback | Sequence[Callback] | None = None,
+        reset_num_timesteps: bool = True,
     ) -> OffPolicyAgent:
         """Collect -> update -> log for ``total_timesteps`` env steps (all envs together).
 
-        ``callback(agent, info)`` is called after every vector-env step; returning ``False``
-        stops training. A further call continues from the last observation.
+        ``callback``: a callable ``callback(agent, info)`` or a list of them (e.g.
+        :class:`~ebrl.agents.CheckpointCallback`, :class:`~ebrl.agents.EvalCallback`), called
+        after every vector-env step; one returning ``False`` stops training. ``info`` holds the
+        envs' ``infos`` and the ``episode_returns`` and ``episode_lengths`` (arrays) of the
+        episodes that ended at this step.
+
+        ``reset_num_timesteps`` (Stable-Baselines3's meaning): ``True`` counts from 0 and
+        starts new episodes; ``False`` continues the step count and the episodes in flight, so
+        ``learn(a)`` then ``learn(b, reset_num_timesteps=False)`` is ``learn(a + b)``, also
+        across :meth:`save` and :meth:`load`.
+
+        Ctrl-C (SIGINT) stops training after the step in progress, so that the agent is left in
+        a consistent state (save it and continue later), then raises ``KeyboardInterrupt``.
         """
         name = type(self).__name__
         check_int(f"{name}.learn", "total_timesteps", total_timesteps)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"{name}.learn: callback must be callable, got {callback!r}")
+        callbacks = _callbacks(callback, f"{name}.learn")
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+        if reset_num_timesteps or self._last_obs is None:
+            self._start_episodes()
         cfg, n_envs = self.config, self.envs.num_envs
         stats = _Stats()
         start, first, last_log = time.perf_counter(), self.num_timesteps, self.num_timesteps
         end = self.num_timesteps + total_timesteps
-        obs = self.envs.reset(seed=self.seed)[0] if self._last_obs is None else self._last_obs
-        recent: list[float] = []
-        with RunLogger(self.tensorboard_log, total_timesteps, progress_bar, name) as log:
-            while self.num_timesteps < end:
-                self._check_finite("observation", obs, "learn")
-                obs_t = self.obs_tensor(obs)
-                with torch.no_grad():
-                    if self.num_timesteps < cfg.learning_starts:
-                        actions = self.explore(obs_t)
-                    else:
-                        actions, act_stats = self.act(obs_t, deterministic=False)
-                        stats.add(act_stats)
-                env_actions = self.to_env(actions)
-                self._check_finite("action", env_actions, "learn")
-                next_obs, rewards, terminated, _, infos = self.envs.step(env_actions)
-                self._check_finite("reward", rewards, "learn")
-                real_next = next_obs
-                if "final_obs" in infos:  # same-step autoreset: the true last observation
-                    real_next = np.array(next_obs, copy=True)
-                    for i in np.flatnonzero(infos["_final_obs"]):
-                        real_next[i] = infos["final_obs"][i]
-                self.buffer.add(obs, actions, rewards, real_next, terminated)
-                obs = next_obs
-                self.num_timesteps += n_envs
-                log.advance(n_envs)
-                if "episode" in infos:
-                    done = infos["_episode"]
-                    for r, l in zip(
-                        infos["episode"]["r"][done], infos["episode"]["l"][done], strict=True
-                    ):
-                        recent.append(float(r))
-                        log.scalars(
-                            self.num_timesteps,
-                            {"rollout/episode_return": r, "rollout/episode_length": l},
-                        )
-
+        purge = None if reset_num_timesteps else self.num_timesteps
+        with (
+            RunLogger(self.tensorboard_log, total_timesteps, progress_bar, name, purge) as log,
+            _DeferredInterrupt() as interrupt,
+        ):
+            self.logger = log
+            while self.num_timesteps < end and not interrupt.requested:
+                info = self._collect(log, stats)
                 if (
                     self.num_timesteps >= cfg.learning_starts
                     and (self.num_timesteps // n_envs) % cfg.train_freq == 0
@@ -357,22 +354,111 @@ class OffPolicyAgent:
                         stats.add(self.update(self.buffer.sample(cfg.batch_size, self.generator)))
 
                 if self.num_timesteps - last_log >= cfg.log_interval or self.num_timesteps >= end:
-                    values = {f"train/{k}": v for k, v in stats.pop().items()}
-                    values["train/temperature"] = self.temperature
-                    values["time/env_steps_per_second"] = (self.num_timesteps - first) / max(
-                        time.perf_counter() - start, 1e-9
-                    )
-                    floats = log.scalars(self.num_timesteps, values)
-                    postfix = {"return": float(np.mean(recent[-10:]))} if recent else {}
-                    postfix["T"] = floats["train/temperature"]
-                    postfix["sps"] = floats["time/env_steps_per_second"]
-                    log.advance(0, postfix)
+                    self._write_logs(log, stats, (self.num_timesteps - first), start)
                     last_log = self.num_timesteps
-                if callback is not None and callback(self, {"infos": infos}) is False:
+                stop = [cb(self, info) is False for cb in callbacks]
+                if any(stop):
                     break
-        self._last_obs = obs
+            self.logger = None
         self.learn_wall_s = time.perf_counter() - start
+        if interrupt.requested:
+            raise KeyboardInterrupt(f"{name}.learn: interrupted at step {self.num_timesteps}")
         return self
+
+    def _start_episodes(self) -> None:
+        """Resets every env: new episodes (seeded: see :mod:`ebrl.agents.episodes`)."""
+        n = self.envs.num_envs
+        # ebrl's envs seed each episode themselves; a user's vector env is seeded once.
+        seed = None if self._replayable or self._reset_before else self.seed
+        self._last_obs = self.envs.reset(seed=seed)[0]
+        self._reset_before = True
+        self._episode_returns = np.zeros(n)
+        self._episode_lengths = np.zeros(n, dtype=np.int64)
+        self._recent_returns = []
+        # Next-step autoreset: the step after an episode's end only resets that env (its
+        # action is ignored and its reward is 0): not a transition.
+        self._resetting = np.zeros(n, dtype=bool)
+
+    def _collect(self, log: RunLogger, stats: _Stats) -> dict:
+        """One vector-env step: act, step, store the transitions, count the episodes. Returns
+        the callbacks' ``info``: the envs' ``infos``, and the return and length of each episode
+        that ended at this step (``episode_returns``, ``episode_lengths``: arrays)."""
+        cfg, obs = self.config, self._last_obs
+        self._check_finite("observation", obs, "learn")
+        obs_t = self.obs_tensor(obs)
+        with torch.no_grad():
+            if self.num_timesteps < cfg.learning_starts:
+                actions = self.explore(obs_t)
+            else:
+                actions, act_stats = self.act(obs_t, deterministic=False)
+                stats.add(act_stats)
+        env_actions = self.to_env(actions)
+        self._check_finite("action", env_actions, "learn")
+        next_obs, rewards, terminated, truncated, infos = self.envs.step(env_actions)
+        self._check_finite("reward", rewards, "learn")
+        real_next = next_obs
+        if "final_obs" in infos:  # same-step autoreset: the true last observation
+            real_next = np.array(next_obs, copy=True)
+            for i in np.flatnonzero(infos["_final_obs"]):
+                real_next[i] = infos["final_obs"][i]
+        valid = ~self._resetting
+        if valid.all():
+            self.buffer.add(obs, actions, rewards, real_next, terminated)
+        else:  # next-step autoreset: drop the envs that only reset
+            keep = torch.as_tensor(valid, device=actions.device)
+            self.buffer.add(
+                obs[valid], actions[keep], rewards[valid], real_next[valid], terminated[valid]
+            )
+        self._last_obs = next_obs
+        self.num_timesteps += self.envs.num_envs
+        log.advance(self.envs.num_envs)
+        self._episode_returns += np.where(valid, rewards, 0.0)
+        self._episode_lengths += valid
+        ended = (np.asarray(terminated) | np.asarray(truncated)) & valid
+        finished = {
+            "episode_returns": self._episode_returns[ended].copy(),
+            "episode_lengths": self._episode_lengths[ended].copy(),
+        }
+        for i in np.flatnonzero(ended):
+            self._recent_returns = [*self._recent_returns[-9:], float(self._episode_returns[i])]
+            log.scalars(
+                self.num_timesteps,
+                {
+                    "rollout/episode_return": self._episode_returns[i],
+                    "rollout/episode_length": self._episode_lengths[i],
+                },
+            )
+            self._episode_returns[i], self._episode_lengths[i] = 0.0, 0
+        if self.envs.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.NEXT_STEP:
+            self._resetting = ended
+        return {"infos": infos, **finished}
+
+    def _write_logs(self, log: RunLogger, stats: _Stats, steps: int, start: float) -> None:
+        values = {f"train/{k}": v for k, v in stats.pop().items()}
+        values["train/temperature"] = self.temperature
+        values["time/env_steps_per_second"] = steps / max(time.perf_counter() - start, 1e-9)
+        floats = log.scalars(self.num_timesteps, values)
+        recent = self._recent_returns
+        postfix = {"return": float(np.mean(recent))} if recent else {}
+        postfix["T"] = floats["train/temperature"]
+        postfix["sps"] = floats["time/env_steps_per_second"]
+        log.advance(0, postfix)
+        if self.auto_temperature and not self._warned_pinned:
+            lo, hi = self.config.temperature_bounds
+            t = floats["train/temperature"]
+            if self.num_timesteps > self.config.learning_starts and (
+                t <= lo * (1 + 1e-4) or t >= hi * (1 - 1e-4)
+            ):
+                self._warned_pinned = True
+                warnings.warn(
+                    f"{type(self).__name__}: the temperature is pinned at its "
+                    f"{'lower' if t <= lo * (1 + 1e-4) else 'upper'} bound {t:.3g} "
+                    f"(temperature_bounds {self.config.temperature_bounds}) at step "
+                    f"{self.num_timesteps}: the {'entropy' if self.entropy_mode else 'KL'} "
+                    f"target {self.target} is out of reach; change the target or the bounds",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
     def evaluate(
         self, n_episodes: int = 10, deterministic: bool = True, seed: int | None = None
@@ -386,19 +472,29 @@ class OffPolicyAgent:
                 "ebrl.agents.evaluate_policy(agent.predict, env, n) with your env"
             )
         seed = self.seed + 10_000 if seed is None else seed
-        return evaluate_policy(
-            lambda o: self.predict(o, deterministic=deterministic)[0], self.env_id, n_episodes, seed
-        )
+        # Evaluating never changes training: the agent's random stream is put back after.
+        state = self.generator.get_state()
+        try:
+            return evaluate_policy(
+                lambda o: self.predict(o, deterministic=deterministic)[0],
+                self.env_id,
+                n_episodes,
+                seed,
+            )
+        finally:
+            self.generator.set_state(state)
 
     # ------------------------------------------------------------------ checkpoints
 
-    def state_dict(self) -> dict:
-        """The whole checkpoint (:mod:`ebrl.agents.checkpoint`) as tensors and plain data."""
-        return checkpoint.state_dict(self)
+    def state_dict(self, replay_buffer: bool = True) -> dict:
+        """The whole training state (:mod:`ebrl.agents.checkpoint`) as tensors and plain data;
+        ``replay_buffer=False`` leaves out the buffer's contents (a smaller file for acting)."""
+        return checkpoint.state_dict(self, replay_buffer)
 
-    def save(self, path: str | Path) -> Path:
-        """Writes :meth:`state_dict` atomically (a temporary file, then ``os.replace``)."""
-        return checkpoint.save_atomically(self.state_dict(), path)
+    def save(self, path: str | Path, replay_buffer: bool = True) -> Path:
+        """Writes :meth:`state_dict` atomically (a temporary file, then ``os.replace``):
+        ``Agent.load(path).learn(n, reset_num_timesteps=False)`` then continues exactly."""
+        return checkpoint.save_atomically(self.state_dict(replay_buffer), path)
 
     @classmethod
     def load(
@@ -420,3 +516,41 @@ class OffPolicyAgent:
 
     def load_extra_state(self, extra: dict) -> None:
         """Restores what :meth:`extra_state` saved."""
+
+
+def _callbacks(callback, owner: str) -> list[Callback]:
+    """``callback`` (None, one callable, or a list of callables) as a list."""
+    if callback is None:
+        return []
+    items = list(callback) if isinstance(callback, list | tuple) else [callback]
+    for item in items:
+        if not callable(item):
+            raise TypeError(
+                f"{owner}: callback must be a callable callback(agent, info) or a list of "
+                f"them, got {item!r}"
+            )
+    return items
+
+
+class _DeferredInterrupt:
+    """Turns the first Ctrl-C (SIGINT) into a flag that the training loop reads after each
+    step, so a run stops in a consistent state; a second Ctrl-C interrupts at once. A no-op
+    outside the main thread (where Python cannot install signal handlers)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

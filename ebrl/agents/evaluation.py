@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
 
 import ebrl.envs  # noqa: F401  (registers ebrl/ envs)
+from ebrl.agents.episodes import ReplayableEpisodes
 
 __all__ = ["evaluate_policy", "make_env", "make_vector_env"]
 
@@ -25,34 +27,38 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
 def make_vector_env(
     env: str | gym.Env | gym.vector.VectorEnv, num_envs: int = 1, seed: int = 0
 ) -> tuple[gym.vector.VectorEnv, str | None]:
-    """A vector env (same-step autoreset, episode statistics) and the env id, if known.
+    """A vector env and the env id, if known.
 
-    ``env`` may be an id (``num_envs`` copies in a ``SyncVectorEnv``), an env instance (one
-    copy), or a vector env (used as is; next-step or same-step autoreset).
+    ``env`` may be an id (``num_envs`` copies in a same-step-autoreset ``SyncVectorEnv``), an
+    env instance (one copy), or a vector env (used as is, in either autoreset mode). The envs
+    ebrl builds seed every episode from ``seed`` and record its actions
+    (:class:`~ebrl.agents.episodes.ReplayableEpisodes`), so a checkpoint can restore them.
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
     same_step = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
     if isinstance(env, str):
         make_env(env).close()  # fail early with a clear error for a bad id
-        envs = gym.make_vec(
-            env, num_envs=num_envs, vectorization_mode="sync", vector_kwargs=same_step
-        )
         env_id = env
-    elif isinstance(env, gym.vector.VectorEnv):
+        factories = [partial(_replayable_env, env, seed, i) for i in range(num_envs)]
+        return gym.vector.SyncVectorEnv(factories, **same_step), env_id
+    if isinstance(env, gym.vector.VectorEnv):
         mode = env.metadata.get("autoreset_mode")
-        if mode not in (gym.vector.AutoresetMode.SAME_STEP, None):
+        modes = (gym.vector.AutoresetMode.SAME_STEP, gym.vector.AutoresetMode.NEXT_STEP, None)
+        if mode not in modes:
             raise ValueError(
-                f"vector envs must use autoreset_mode=AutoresetMode.SAME_STEP, got {mode}"
+                f"vector envs must autoreset (AutoresetMode.SAME_STEP or NEXT_STEP), got {mode}"
             )
-        envs, env_id = env, None
-    elif isinstance(env, gym.Env):
-        envs = gym.vector.SyncVectorEnv([lambda: env], **same_step)
+        return env, None
+    if isinstance(env, gym.Env):
+        wrapped = ReplayableEpisodes(env, seed, 0)
         env_id = env.spec.id if env.spec is not None else None
-    else:
-        raise TypeError(f"env must be a gymnasium id, Env or VectorEnv, got {type(env).__name__}")
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
-    return envs, env_id
+        return gym.vector.SyncVectorEnv([lambda: wrapped], **same_step), env_id
+    raise TypeError(f"env must be a gymnasium id, Env or VectorEnv, got {type(env).__name__}")
+
+
+def _replayable_env(env_id: str, seed: int, index: int) -> gym.Env:
+    return ReplayableEpisodes(make_env(env_id), seed, index)
 
 
 def evaluate_policy(

@@ -1,0 +1,110 @@
+"""Episodes that a checkpoint can bring back exactly.
+
+An env's state after some steps is not something gymnasium can save (a MuJoCo or Box2D
+simulator has no portable state dict), but it is a function of the episode's reset seed and the
+actions taken since: :class:`ReplayableEpisodes` seeds every reset of the env it wraps from
+``(seed, index, episode number)`` and keeps the actions of the episode in flight. A checkpoint
+stores that (a few kilobytes), and :func:`restore_episodes` resets each env with the same seed
+and replays the actions, so a deterministic env (every gymnasium classic-control, Box2D and
+MuJoCo task) lands in the same state, bit for bit, and training continues as if never stopped.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+__all__ = ["ReplayableEpisodes", "episode_seed", "episodes_state", "restore_episodes"]
+
+
+def episode_seed(seed: int, index: int, episode: int) -> int:
+    """The reset seed of env ``index``'s ``episode``-th episode in a run seeded ``seed``:
+    independent streams from numpy's ``SeedSequence`` (no two episodes share a seed)."""
+    return int(np.random.SeedSequence(seed, spawn_key=(index, episode)).generate_state(1)[0])
+
+
+class ReplayableEpisodes(gym.Wrapper):
+    """Seeds each reset from ``(seed, index, episode)`` (unless a seed is given) and records
+    the actions of the episode in flight; see the module docstring."""
+
+    def __init__(self, env: gym.Env, seed: int, index: int):
+        super().__init__(env)
+        self.base_seed, self.index = seed, index
+        self.episode = -1  # the number of the episode in flight
+        self.reset_seed: int | None = None
+        self.actions: list = []
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.episode += 1
+        self.reset_seed = (
+            episode_seed(self.base_seed, self.index, self.episode) if seed is None else seed
+        )
+        self.actions = []
+        return self.env.reset(seed=self.reset_seed, options=options)
+
+    def step(self, action):
+        self.actions.append(np.array(action, copy=True))
+        return self.env.step(action)
+
+    def replay(self, episode: int, reset_seed: int, actions: np.ndarray) -> np.ndarray:
+        """Brings the env to the state it had after ``actions`` in episode ``episode`` (reset
+        with ``reset_seed``); returns the observation there."""
+        self.episode = episode - 1
+        obs, _ = self.reset(seed=reset_seed)
+        for action in actions:
+            obs, _, terminated, truncated, _ = self.step(action)
+            if terminated or truncated:
+                raise ValueError(
+                    f"resume: env {self.index}'s episode ended during the replay of its "
+                    f"{len(actions)} recorded actions: the env is not deterministic given its "
+                    "seed and actions, so it cannot be restored exactly"
+                )
+        return obs
+
+
+def _replayable(envs: gym.vector.VectorEnv) -> list[ReplayableEpisodes] | None:
+    """The wrapped sub-envs of a ``SyncVectorEnv`` built by ebrl, else None."""
+    subs = getattr(envs.unwrapped, "envs", None)
+    if subs is None or not all(isinstance(e, ReplayableEpisodes) for e in subs):
+        return None
+    return list(subs)
+
+
+def episodes_state(envs: gym.vector.VectorEnv) -> list[dict] | None:
+    """Per env: the episode in flight, its reset seed and its actions so far (tensors), or
+    None when the envs were not built by ebrl (a user's vector env)."""
+    subs = _replayable(envs)
+    if subs is None:
+        return None
+    out = []
+    for env in subs:
+        actions = np.asarray(env.actions) if env.actions else np.zeros((0,))
+        out.append(
+            {
+                "episode": env.episode,
+                "reset_seed": env.reset_seed,
+                "actions": torch.from_numpy(np.ascontiguousarray(actions)),
+            }
+        )
+    return out
+
+
+def restore_episodes(envs: gym.vector.VectorEnv, state: list[dict], obs: np.ndarray) -> None:
+    """Replays :func:`episodes_state` into ``envs`` and checks that each env's observation is
+    ``obs`` (the one saved with it)."""
+    subs = _replayable(envs)
+    if subs is None or len(subs) != len(state):
+        raise ValueError(
+            f"resume: the checkpoint holds {len(state)} env episodes, but the envs are "
+            f"{'not built by ebrl' if subs is None else f'{len(subs)}'}"
+        )
+    for i, (env, saved) in enumerate(zip(subs, state, strict=True)):
+        if saved["episode"] < 0:
+            continue
+        got = env.replay(saved["episode"], saved["reset_seed"], saved["actions"].numpy())
+        if not np.array_equal(np.asarray(got, dtype=obs.dtype), obs[i]):
+            raise ValueError(
+                f"resume: replaying env {i}'s episode did not reproduce its saved observation: "
+                "the env is not deterministic given its seed and actions"
+            )
