@@ -169,3 +169,19 @@ def test_non_finite_init_is_named(make, bounds):
         make(0.1, 2, bounds=bounds).sample(
             GaussianEnergy(torch.zeros(2), torch.eye(2)), normal(0.0, 1.0, d=2), 8, init=init
         )
+
+
+def test_importance_check_false_skips_the_check():
+    """ImportanceSampler's check is one host sync per call; check=False skips it."""
+    nan_energy = lambda x: torch.where(x[..., 0] > 0, torch.nan, 0.0)  # noqa: E731
+    proposal = normal(0.0, 1.0, d=2)
+    with pytest.raises(ValueError, match="ImportanceSampler: energy or proposal log_prob is NaN"):
+        ImportanceSampler(16).sample(nan_energy, proposal, 4, generator=gen())
+    with pytest.raises(ValueError, match="ImportanceSampler: energy or proposal log_prob is NaN"):
+        ImportanceSampler(16).weigh(nan_energy, proposal, generator=gen())
+    _, log_w = ImportanceSampler(16, check=False).weigh(nan_energy, proposal, generator=gen())
+    assert torch.isnan(log_w).any()
+    result = ImportanceSampler(16, check=False).sample(quadratic, proposal, 4, generator=gen())
+    assert torch.isfinite(result.samples).all()
+    with pytest.raises(TypeError, match="ImportanceSampler: check must be a bool"):
+        ImportanceSampler(16, check="yes")

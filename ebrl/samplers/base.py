@@ -32,6 +32,7 @@ __all__ = [
     "SampleResult",
     "SamplerWarning",
     "call_energy",
+    "check_bool",
     "check_proposal",
     "draw",
     "energy_and_grad",
@@ -61,6 +62,13 @@ class SampleResult(NamedTuple):
 
     samples: Tensor
     stats: dict[str, Tensor]
+
+
+def check_bool(owner: str, name: str, value: object) -> bool:
+    """A Python ``bool`` (e.g. a sampler's ``check`` flag); ``TypeError`` otherwise."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
+    return value
 
 
 def check_proposal(owner: str, proposal: object) -> Distribution:

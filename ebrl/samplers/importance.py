@@ -13,6 +13,7 @@ from ebrl.samplers.base import (
     Box,
     EnergyFn,
     SampleResult,
+    check_bool,
     check_proposal,
     draw,
     evaluate_energy,
@@ -20,6 +21,12 @@ from ebrl.samplers.base import (
 from ebrl.validation import check_int
 
 __all__ = ["ImportanceSampler", "effective_sample_size", "log_normalizer"]
+
+_NAME = "ImportanceSampler"
+_INVALID = (
+    f"{_NAME}: energy or proposal log_prob is NaN (or the energy is -inf) for some particles; "
+    "the energy must be finite or +inf (zero density)"
+)
 
 
 def log_normalizer(log_weights: Tensor, dim: int = 0) -> Tensor:
@@ -47,6 +54,10 @@ class ImportanceSampler:
     Args:
         n_particles: proposals per batch element.
         bounds: optional ``(low, high)`` box, broadcastable to the event shape ``[d]``.
+        check: end each call with one host sync that raises ``ValueError`` on NaN (or
+            ``-inf``) energies or proposal log-densities, and on a batch element whose particles
+            all have zero weight; ``False`` skips it, for hot loops (bad weights then surface as
+            NaN stats, or as ``torch.multinomial``'s own error).
 
     Example:
         >>> from ebrl.energy import GaussianEnergy
@@ -64,9 +75,11 @@ class ImportanceSampler:
 
     n_particles: int = 256
     bounds: tuple | None = None
+    check: bool = True
 
     def __post_init__(self) -> None:
         check_int("ImportanceSampler", "n_particles", self.n_particles)
+        check_bool("ImportanceSampler", "check", self.check)
 
     def weigh(
         self,
@@ -81,21 +94,25 @@ class ImportanceSampler:
             ``(particles [n_particles, *batch, d], log_weights [n_particles, *batch])`` with
             ``log_weights = -E(x) - log q(x)`` (``-inf`` outside the bounds).
         """
-        name = "ImportanceSampler"
-        proposal = check_proposal(name, proposal)
+        particles, log_weights, invalid = self._weigh(energy, proposal, generator)
+        if self.check and bool(invalid):  # the one host sync
+            raise ValueError(_INVALID)
+        return particles, log_weights
+
+    def _weigh(
+        self, energy: EnergyFn, proposal: Distribution, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``weigh`` without its check: also returns whether any weight is invalid (0-d)."""
+        proposal = check_proposal(_NAME, proposal)
         with torch.no_grad():
             particles = draw(proposal, (self.n_particles,), generator)
-            energies = evaluate_energy(name, energy, particles)
+            energies = evaluate_energy(_NAME, energy, particles)
             log_weights = -energies - proposal.log_prob(particles)
         if self.bounds is not None:
-            box = Box(name, self.bounds, particles)
+            box = Box(_NAME, self.bounds, particles)
             log_weights = log_weights.masked_fill(~box.contains(particles), -math.inf)
-        if torch.isnan(log_weights).any() or (energies == -math.inf).any():
-            raise ValueError(
-                f"{name}: energy or proposal log_prob is NaN (or the energy is -inf) for some "
-                "particles; the energy must be finite or +inf (zero density)"
-            )
-        return particles, log_weights
+        invalid = torch.isnan(log_weights).any() | (energies == -math.inf).any()
+        return particles, log_weights, invalid
 
     def sample(
         self,
@@ -105,17 +122,20 @@ class ImportanceSampler:
         init: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> SampleResult:
-        name = "ImportanceSampler"
-        check_int(name, "num_samples", num_samples)
+        check_int(_NAME, "num_samples", num_samples)
         if init is not None:
-            raise ValueError(f"{name}: init is not used by importance sampling; pass init=None")
-        particles, log_weights = self.weigh(energy, proposal, generator=generator)
+            raise ValueError(f"{_NAME}: init is not used by importance sampling; pass init=None")
+        particles, log_weights, invalid = self._weigh(energy, proposal, generator)
         log_z = log_normalizer(log_weights)
-        if (log_z == -math.inf).any():
-            raise ValueError(
-                f"{name}: every particle has zero weight for some batch element (all energies "
-                "+inf or all particles outside the bounds); widen the proposal"
-            )
+        if self.check:
+            invalid, empty = torch.stack([invalid, (log_z == -math.inf).any()]).tolist()  # 1 sync
+            if invalid:
+                raise ValueError(_INVALID)
+            if empty:
+                raise ValueError(
+                    f"{_NAME}: every particle has zero weight for some batch element (all "
+                    "energies +inf or all particles outside the bounds); widen the proposal"
+                )
         batch_shape, d = particles.shape[1:-1], particles.shape[-1]
         probs = torch.softmax(log_weights, dim=0).reshape(self.n_particles, -1).T  # [B, n]
         index = torch.multinomial(probs, num_samples, replacement=True, generator=generator)

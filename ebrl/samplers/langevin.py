@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from ebrl.samplers.base import EnergyFn, SampleResult, energy_and_grad
+from ebrl.samplers.base import EnergyFn, SampleResult, check_bool, energy_and_grad
 from ebrl.samplers.mcmc import (
     MCMCInfo,
     MCMCState,
@@ -31,12 +31,6 @@ from ebrl.samplers.mcmc import (
 from ebrl.validation import check_int, check_positive, check_positive_float, check_unit_interval
 
 __all__ = ["MALA", "Langevin", "langevin_step", "mala_step"]
-
-
-def _check_bool(owner: str, name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
-    return value
 
 
 def langevin_step(
@@ -143,7 +137,7 @@ class Langevin:
     def __post_init__(self) -> None:
         check_positive("Langevin", "step_size", self.step_size)
         check_int("Langevin", "n_steps", self.n_steps)
-        _check_bool("Langevin", "check", self.check)
+        check_bool("Langevin", "check", self.check)
 
     def sample(
         self,
@@ -214,7 +208,7 @@ class MALA:
         check_int("MALA", "warmup_steps", self.warmup_steps, minimum=0)
         check_unit_interval("MALA", "target_acceptance", self.target_acceptance, closed=False)
         check_positive_float("MALA", "adapt_rate", self.adapt_rate)
-        _check_bool("MALA", "check", self.check)
+        check_bool("MALA", "check", self.check)
 
     def sample(
         self,
