@@ -35,7 +35,8 @@ class Chain:
     sampling puts the particles in the right modes with the right weights (and estimates
     ``log Z``), MALA then moves each particle locally, diversifying resampled duplicates.
     Stats are the union of both (``ess``, ``log_normalizer``, ``acceptance_rate``,
-    ``step_size``); where both report the same name, ``then``'s value is kept.
+    ``step_size``, ``stuck_fraction``, ``at_bounds_fraction``); where both report the same name,
+    ``then``'s value is kept. Each stage runs its own end-of-call check (its ``check`` flag).
     """
 
     first: Sampler

@@ -32,6 +32,7 @@ A new sampler is a step function plus a thin frozen dataclass; HMC, for example:
         bounds: tuple | None = None
         warmup_steps: int = 0
         target_acceptance: float = 0.65
+        check: bool = True
 
         def _kernel(self, state, energy, step_size, generator):
             momentum = gaussian_noise(state.position, generator)
@@ -45,6 +46,7 @@ A new sampler is a step function plus a thin frozen dataclass; HMC, for example:
                 "HMC", self._kernel, energy, proposal, num_samples, init, generator,
                 bounds=self.bounds, n_steps=self.n_steps, step_size=self.step_size,
                 warmup_steps=self.warmup_steps, target_acceptance=self.target_acceptance,
+                check=self.check,
             )
 
 Box bounds, init and proposal checks, warm-up, the acceptance statistics and the end-of-call
@@ -324,7 +326,8 @@ def sample_chain(
     every chain of a batch element is stuck, or when more than half the coordinates that
     started off the bounds ended on them (a bounded target density puts a fraction of order
     ``finfo.eps`` of its mass there). ``check=False`` skips it (no host sync): the stats still
-    report the failures, and an invalid energy shows as NaN in the samples or stats.
+    report stuck chains and samples on the bounds, but invalid energies and non-finite starts
+    go unreported (the samples may then hold NaN).
     """
     start = _start(owner, energy, proposal, num_samples, init, generator, bounds)
     state, info = run_chain(
