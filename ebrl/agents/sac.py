@@ -125,11 +125,11 @@ class SACConfig(OffPolicyConfig):
 class _BoxAnchor(nn.Module):
     """A user's anchor on env actions ``[low, high]`` seen in the normalised box ``[-1, 1]``."""
 
-    def __init__(self, anchor: nn.Module, low: Tensor, high: Tensor):
+    def __init__(self, anchor: nn.Module, center: Tensor, half_width: Tensor):
         super().__init__()
         self.anchor = anchor
-        self.register_buffer("center", (high + low) / 2)
-        self.register_buffer("half_width", (high - low) / 2)
+        self.register_buffer("center", center)
+        self.register_buffer("half_width", half_width)
 
     def forward(self, obs: Tensor) -> Distribution:
         to_unit = AffineTransform(-self.center / self.half_width, 1 / self.half_width, event_dim=1)
@@ -295,11 +295,15 @@ class SAC(OffPolicyAgent):
         cfg = self.config
         self.act_dim = act_dim = self.action_space.shape[0]
         as_tensor = {"dtype": torch.float32, "device": self.device}
-        self.action_low = torch.as_tensor(self.action_space.low, **as_tensor)
-        self.action_high = torch.as_tensor(self.action_space.high, **as_tensor)
+        # low/2 + high/2 and high/2 - low/2, in float64: finite even for a Box(-3e38, 3e38),
+        # where high - low overflows float32.
+        low = self.action_space.low.astype(np.float64)
+        high = self.action_space.high.astype(np.float64)
+        self.action_center = torch.as_tensor(low / 2 + high / 2, **as_tensor)
+        self.action_half_width = torch.as_tensor(high / 2 - low / 2, **as_tensor)
         box_anchor = None
         if anchor is not None:
-            box_anchor = _BoxAnchor(anchor, self.action_low.cpu(), self.action_high.cpu())
+            box_anchor = _BoxAnchor(anchor, self.action_center.cpu(), self.action_half_width.cpu())
         self.nets = self.seeded(lambda: SACNetworks(self.obs_dim, act_dim, cfg, box_anchor))
         self.actor, self.critic = self.nets.actor, self.nets.critic
         self.critic_target, self.anchor = self.nets.critic_target, self.nets.anchor
@@ -356,8 +360,10 @@ class SAC(OffPolicyAgent):
         return draw(self.anchor(obs), (1,), self.generator)[0].clamp(-1, 1)
 
     def to_env(self, actions: Tensor) -> np.ndarray:
-        scaled = self.action_low + (actions + 1) * (self.action_high - self.action_low) / 2
-        return scaled.cpu().numpy().astype(self.action_space.dtype)
+        scaled = self.action_center + actions * self.action_half_width
+        low, high = self.action_space.low, self.action_space.high
+        # clip: rounding may step a hair outside [low, high] at the box's edges
+        return np.clip(scaled.cpu().numpy(), low, high).astype(self.action_space.dtype)
 
     # ------------------------------------------------------------------ one update
 
