@@ -228,6 +228,97 @@ def test_mcmc_names_a_non_positive_tensor_step_size(step):
         raises_naming(lambda cls=cls: cls(torch.tensor(step), 1), "step_size")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="samplers hand generator= to torch before checking it: a non-Generator gives torch's "
+    "raw 'randn() received an invalid combination of arguments'",
+)
+@given(
+    kind=st.sampled_from(SAMPLER_KINDS),
+    generator=st.one_of(st.integers(), st.text(max_size=3), st.just(object())),
+)
+def test_samplers_name_a_bad_generator(kind, generator):
+    target, proposal = gaussian_problem((2,), 2, torch.float32)
+    name = type(make_sampler(kind, None)).__name__
+    call = lambda: make_sampler(kind, None).sample(target, proposal, 2, generator=generator)  # noqa: E731
+    raises_naming(call, f"{name}: generator")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Langevin/MALA differentiate the energy's output before checking it: a float, list or "
+    "ndarray energy raises AttributeError ('... has no attribute requires_grad')",
+)
+@given(
+    kind=st.sampled_from(SAMPLER_KINDS[:4]),
+    output=st.sampled_from(["float", "list", "numpy"]),
+)
+def test_samplers_name_an_energy_that_returns_no_tensor(kind, output):
+    energy = {
+        "float": lambda x: 1.0,
+        "list": lambda x: x.sum(-1).tolist(),
+        "numpy": lambda x: x.detach().sum(-1).numpy(),
+    }[output]
+    _, proposal = gaussian_problem((2,), 2, torch.float32)
+    raises_naming(lambda: make_sampler(kind, None).sample(energy, proposal, 2), "energy")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Langevin/MALA accept a step_size tensor of any shape and fail inside run_chain with "
+    "torch's raw 'expand' RuntimeError when it does not broadcast to the batch shape",
+)
+@given(
+    cls=st.sampled_from([Langevin, MALA]),
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3)
+    .map(tuple)
+    .filter(lambda s: s not in ((1,), (2,))),
+)
+def test_mcmc_names_a_step_size_that_does_not_fit_the_batch(cls, shape):
+    target, proposal = gaussian_problem((2,), 2, torch.float32)
+    raises_naming(lambda: cls(torch.full(shape, 0.1), 1).sample(target, proposal, 2), "step_size")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ImportanceSampler (and Chain) on a proposal with batch shape (0,): torch's raw "
+    "'cannot reshape tensor of 0 elements' RuntimeError (Langevin/MALA return [n, 0, d])",
+)
+@given(kind=st.sampled_from(["importance", "chain"]), d=dims, num=st.integers(1, 3))
+def test_importance_sampling_on_an_empty_batch(kind, d, num):
+    target, proposal = gaussian_problem((0,), d, torch.float32)
+    try:
+        x = make_sampler(kind, None).sample(target, proposal, num).samples
+    except ValueError as err:
+        assert "batch" in str(err)
+        return
+    assert x.shape == (num, 0, d)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a proposal with NaN parameters and generator=None reaches torch's Normal.sample: raw "
+    "'normal expects all elements of std >= 0.0' RuntimeError (e.g. a GaussianAnchor given a NaN "
+    "obs); ProposalSampler returns NaN samples with a generator",
+)
+@given(
+    kind=st.sampled_from(SAMPLER_KINDS),
+    nan_in=st.sampled_from(["loc", "scale"]),
+    seeded=st.booleans(),
+)
+def test_samplers_name_a_nan_proposal(kind, nan_in, seeded):
+    loc, scale = torch.zeros(2, 2), torch.ones(2, 2)
+    (loc if nan_in == "loc" else scale)[0, 0] = math.nan
+    proposal = Independent(Normal(loc, scale, validate_args=False), 1)
+    target, _ = gaussian_problem((2,), 2, torch.float32)
+    g = torch.Generator().manual_seed(0) if seeded else None
+    try:
+        x = make_sampler(kind, None).sample(target, proposal, 2, generator=g).samples
+    except ValueError:
+        return
+    assert finite(x)
+
+
 @given(value=st.one_of(st.none(), st.integers(), st.text(max_size=3)))
 def test_chain_rejects_non_samplers(value):
     raises_naming(lambda: Chain(value, MALA(0.1, 1)), "first")
