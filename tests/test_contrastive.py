@@ -195,3 +195,17 @@ def test_learns_a_two_component_mixture(persistent, step_size):
             energy, data, objective, 1500, batch_size=256, lr=3e-3, seed=0, progress_bar=False
         )
     )
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["cd", "pcd"])
+@pytest.mark.parametrize("value", [0.0, 5e3, -1e6])
+def test_constant_data_gets_a_proposal_of_nonzero_width(persistent, value):
+    """The default proposal pads a zero-width data box relative to the data's magnitude (before:
+    an absolute 1e-4, which vanishes in float32 beyond |x| = 4096: torch's raw 'Expected
+    parameter low' error)."""
+    cd = ContrastiveDivergence(MALA(1e-3, 2), persistent=persistent, buffer_size=8)
+    x = torch.full((4, 1), value)
+    loss, _ = cd.loss(MLPEnergy(1, (4,)), x, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    low, high = cd.proposal.base_dist.low, cd.proposal.base_dist.high
+    assert (low < x[0]).all() and (x[0] < high).all()

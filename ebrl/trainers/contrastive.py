@@ -136,7 +136,10 @@ class SampleBuffer:
 
 def _default_proposal(x: Tensor) -> Distribution:
     low, high = x.min(0).values, x.max(0).values
-    pad = 0.1 * (high - low).clamp_min(1e-3)
+    # A zero-width box (constant data) gets width 1e-3 relative to the data's magnitude: an
+    # absolute 1e-3 falls below float32 resolution once |x| >= 4096 (low + pad == low).
+    magnitude = torch.maximum(low.abs(), high.abs()).clamp_min(1.0)
+    pad = 0.1 * torch.maximum(high - low, 1e-3 * magnitude)
     return Independent(Uniform(low - pad, high + pad), 1)
 
 
@@ -154,7 +157,8 @@ class ContrastiveDivergence:
             textbook convention, ``sqrt(2 eps)`` noise).
         proposal: the noise distribution (event shape ``[d]``) that fills and restarts the
             chains; ``None``: uniform on the first data batch's bounding box widened by 10% on
-            every side, fixed at the first call.
+            every side (a box of zero width first gets width ``1e-3 max(1, |x|)``), fixed at the
+            first call.
         num_negatives: negatives per step; ``None``: as many as the data batch.
 
     Example:
