@@ -168,3 +168,11 @@ def test_bad_arguments(kwargs, error, match):
     }
     with pytest.raises(error, match=match):
         fit(**args)
+
+
+def test_non_finite_parameters_are_named_before_training():
+    energy, data = energy_and_data()
+    with torch.no_grad():
+        next(energy.parameters())[0, 0] = math.nan
+    with pytest.raises(ValueError, match="fit: the energy's parameters contain NaN or inf"):
+        fit(energy, data, DenoisingScoreMatching(0.1), 5, progress_bar=False)

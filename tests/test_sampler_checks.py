@@ -185,3 +185,16 @@ def test_importance_check_false_skips_the_check():
     assert torch.isfinite(result.samples).all()
     with pytest.raises(TypeError, match="ImportanceSampler: check must be a bool"):
         ImportanceSampler(16, check="yes")
+
+
+def test_importance_names_a_proposal_with_zero_density_at_its_own_draws():
+    """log q = -inf at a drawn particle gives a weight of +inf (before: torch.multinomial's raw
+    'probability tensor contains either inf, nan or element < 0')."""
+
+    class Broken(Independent):
+        def log_prob(self, value):
+            return torch.where(value[..., 0] > 0, -math.inf, super().log_prob(value))
+
+    proposal = Broken(Normal(torch.zeros(2), torch.ones(2)), 1)
+    with pytest.raises(ValueError, match="proposal's log_prob -inf at its own draws"):
+        ImportanceSampler(16).sample(quadratic, proposal, 4, generator=gen())

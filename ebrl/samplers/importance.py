@@ -24,8 +24,9 @@ __all__ = ["ImportanceSampler", "effective_sample_size", "log_normalizer"]
 
 _NAME = "ImportanceSampler"
 _INVALID = (
-    f"{_NAME}: energy or proposal log_prob is NaN (or the energy is -inf) for some particles; "
-    "the energy must be finite or +inf (zero density)"
+    f"{_NAME}: energy or proposal log_prob is NaN (or the energy is -inf, or the proposal's "
+    "log_prob -inf at its own draws) for some particles; the energy must be finite or +inf "
+    "(zero density)"
 )
 
 
@@ -108,11 +109,12 @@ class ImportanceSampler:
             particles = draw(proposal, (self.n_particles,), generator)
             energies = evaluate_energy(_NAME, energy, particles)
             log_weights = -energies - proposal.log_prob(particles)
+        # NaN, or +inf: an energy of -inf, or a proposal density of zero at its own draw
+        invalid = torch.isnan(log_weights) | (log_weights == math.inf)
         if self.bounds is not None:
             box = Box(_NAME, self.bounds, particles)
             log_weights = log_weights.masked_fill(~box.contains(particles), -math.inf)
-        invalid = torch.isnan(log_weights).any() | (energies == -math.inf).any()
-        return particles, log_weights, invalid
+        return particles, log_weights, invalid.any()
 
     def sample(
         self,

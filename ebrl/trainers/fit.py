@@ -151,6 +151,8 @@ def fit(
     """
     owner = "fit"
     params = check_trainable(owner, "energy", energy)
+    if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+        raise ValueError(f"{owner}: the energy's parameters contain NaN or inf before training")
     data = _check_data(owner, data, params[0])
     if not callable(getattr(objective, "loss", None)):
         raise TypeError(f"{owner}: objective must have a .loss(energy, x, generator=) method")
