@@ -163,8 +163,9 @@ class Box:
         self.low, self.high, self.width = low, high, high - low
         # sigmoid saturates in finite precision: keep x strictly inside the box (so that
         # log-densities that blow up on the boundary, like a squashed Gaussian's, stay finite).
-        # Initial points on or outside the boundary enter u space at logit(1e-6) = -13.8, not at
-        # logit(finfo.eps) = -36 (float64), which a chain would take long to walk back from.
+        # Initial points on the boundary enter u space at logit(1e-6) = -13.8, not at
+        # logit(finfo.eps) = -36 (float64), which a chain would take long to walk back from
+        # (points outside are first reflected in: see reflect).
         self.margin = max(torch.finfo(like.dtype).eps, 1e-6)
         self.inner_low = torch.nextafter(low, high)
         self.inner_high = torch.nextafter(high, low)
