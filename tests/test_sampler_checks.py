@@ -198,3 +198,30 @@ def test_importance_names_a_proposal_with_zero_density_at_its_own_draws():
     proposal = Broken(Normal(torch.zeros(2), torch.ones(2)), 1)
     with pytest.raises(ValueError, match="proposal's log_prob -inf at its own draws"):
         ImportanceSampler(16).sample(quadratic, proposal, 4, generator=gen())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda check: Langevin(0.1, 3, bounds=(-1.0, 1.0), check=check),
+        lambda check: MALA(0.1, 3, bounds=(-1.0, 1.0), warmup_steps=2, check=check),
+        lambda check: ImportanceSampler(8, bounds=(-1.0, 1.0), check=check),
+        lambda check: Chain(
+            ImportanceSampler(8, bounds=(-1.0, 1.0), check=check),
+            MALA(0.1, 3, bounds=(-1.0, 1.0), check=check),
+        ),
+    ],
+    ids=["ula", "mala", "is", "chain"],
+)
+def test_check_false_makes_no_host_sync(make):
+    """On the meta device every read of a tensor's value on the host raises, so a call that
+    runs there makes no host sync (and can run without one on an accelerator). With the
+    default check=True the call ends with exactly that read."""
+    meta = torch.device("meta")
+    loc = torch.zeros(3, 2, device=meta)
+    proposal = Independent(Normal(loc, torch.ones_like(loc), validate_args=False), 1)
+    result = make(False).sample(quadratic, proposal, 5)
+    assert result.samples.shape == (5, 3, 2) and result.samples.device == meta
+    assert all(value.shape == (3,) for value in result.stats.values())
+    with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
+        make(True).sample(quadratic, proposal, 5)

@@ -4,6 +4,7 @@ and drawing from ``torch.distributions`` proposals with an explicit generator.""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
@@ -134,6 +135,11 @@ def energy_and_grad(energy: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
     return e.detach(), grad
 
 
+def _check_bounds(owner: str, low: Tensor, high: Tensor, bounds: object) -> None:
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (low < high).all()):
+        raise ValueError(f"{owner}: bounds must be finite with low < high, got {bounds!r}")
+
+
 class Box:
     """An axis-aligned box ``[low, high]`` and the bijection ``x = low + (high - low) sigmoid(u)``.
 
@@ -150,9 +156,16 @@ class Box:
     def __init__(self, owner: str, bounds: tuple, like: Tensor):
         if not isinstance(bounds, tuple | list) or len(bounds) != 2:
             raise ValueError(f"{owner}: bounds must be a pair (low, high), got {bounds!r}")
-        low, high = (torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in bounds)
-        if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (low < high).all()):
-            raise ValueError(f"{owner}: bounds must be finite with low < high, got {bounds!r}")
+        if all(isinstance(b, numbers.Real) for b in bounds):
+            # numbers: checked on the host (rounded to the dtype), so a box costs no host sync
+            low, high = (torch.tensor(float(b), dtype=like.dtype) for b in bounds)
+            _check_bounds(owner, low, high, bounds)
+            low, high = (
+                torch.full((), float(b), dtype=like.dtype, device=like.device) for b in (low, high)
+            )
+        else:  # tensors (e.g. per dimension): checked where they live (one host sync per call)
+            low, high = (torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in bounds)
+            _check_bounds(owner, low, high, bounds)
         try:
             torch.broadcast_shapes(low.shape, high.shape, like.shape[-1:])
         except RuntimeError as err:
