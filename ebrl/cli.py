@@ -356,8 +356,8 @@ def _check_train_args(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be >= 0 and < 2**63, got {args.seed}")
     if args.plain_sac and args.algo != "sac":
         raise ValueError("--plain-sac: only for --algo sac")
     if args.temperature != "auto":

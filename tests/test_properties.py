@@ -1501,23 +1501,12 @@ def test_agent_constructors_name_bad_arguments(algo, arg, data):
     raises_naming(lambda: cls(ENVS[algo], **{**TINY_AGENT, arg: value}), arg)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SAC/SoftQ(seed >= 2**64) passes the seed check and fails in torch.manual_seed with "
-    "'Overflow when unpacking long long', a message that does not name seed",
-)
-@given(algo=st.sampled_from(["sac", "softq"]), seed=st.integers(min_value=2**64, max_value=2**80))
+@given(algo=st.sampled_from(["sac", "softq"]), seed=st.integers(min_value=2**63, max_value=2**80))
 def test_agent_constructors_name_an_overflowing_seed(algo, seed):
     cls = ebrl.SAC if algo == "sac" else ebrl.SoftQ
     raises_naming(lambda: cls(ENVS[algo], seed=seed, **TINY_AGENT), "seed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SAC/SoftQ reject numpy scalars (seed=np.int64(3): 'seed must be an int >= 0', "
-    "temperature=np.float32(0.5), learning_rate=np.float32(1e-3), num_envs=np.int64(1)), which "
-    "validation.check_int and check_positive_float accept everywhere else",
-)
 @given(
     algo=st.sampled_from(["sac", "softq"]),
     arg=st.sampled_from(["seed", "temperature", "learning_rate", "num_envs"]),

@@ -396,3 +396,12 @@ def test_resume_refuses_other_flags_and_non_run_directories(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--resume", str(tmp_path)])
     assert "no run.json" in capsys.readouterr().err
+
+
+def test_a_diverged_loss_is_named_with_its_step():
+    agent = SAC("Pendulum-v1", seed=0, log_interval=50, **SMALL)
+    with torch.no_grad():
+        for p in agent.critic.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"non-finite .*train/critic_loss.* at step 1\d\d"):
+        agent.learn(300, progress_bar=False)

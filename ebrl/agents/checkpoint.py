@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from ebrl.agents.episodes import episodes_state, restore_episodes
+from ebrl.agents.evaluation import env_from_recipe
 
 if TYPE_CHECKING:
     from ebrl.agents.core import OffPolicyAgent
@@ -46,6 +48,7 @@ def state_dict(agent: OffPolicyAgent, replay_buffer: bool = True) -> dict:
         "algo": type(agent).__name__,
         "config": asdict(agent.config),
         "env_id": agent.env_id,
+        "env_spec": agent.env_recipe,
         "observation_shape": list(agent.observation_space.shape),
         "action_space": space_summary(agent.action_space),
         "auto_temperature": agent.auto_temperature,
@@ -162,7 +165,17 @@ def load(cls: type[OffPolicyAgent], path, env=None, anchor=None, device="auto", 
                 "(a module of the same architecture)"
             )
     if env is None:
-        env = state["env_id"]
+        # the env as it was built (spec: kwargs and wrappers), else (format /1) its id
+        recipe = state.get("env_spec")
+        if recipe is not None:
+            env = partial(env_from_recipe, recipe)
+        else:
+            env = state.get("env_id")
+            if env is not None and state.get("format") != "ebrl.agent/1":
+                raise ValueError(
+                    f"{owner}: the checkpoint does not record how to rebuild its env "
+                    f"{env!r} (wrappers holding functions?); pass env="
+                )
         kwargs.setdefault("num_envs", state.get("num_envs", 1))
     if env is None:
         raise ValueError(f"{owner}: the checkpoint has no env id; pass env=")

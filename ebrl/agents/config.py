@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
+import numpy as np
+
 __all__ = ["OffPolicyConfig"]
 
 
@@ -57,6 +59,12 @@ class OffPolicyConfig:
         owner = type(self).__name__
         for name, kind in self._checks:
             value = getattr(self, name)
+            # numpy scalars become Python numbers (plain data for checkpoints)
+            if isinstance(value, np.integer):
+                value = int(value)
+            elif isinstance(value, np.floating) and not kind.startswith("int"):
+                value = float(value)
+            object.__setattr__(self, name, value)
             if kind.startswith("int"):
                 minimum = int(kind[-1])
                 if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

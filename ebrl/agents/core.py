@@ -26,6 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,7 +39,7 @@ from ebrl.agents import checkpoint
 from ebrl.agents.buffer import ReplayBuffer, Transitions
 from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.episodes import episodes_state
-from ebrl.agents.evaluation import evaluate_policy, make_vector_env
+from ebrl.agents.evaluation import EnvLike, build_envs, evaluate_policy, make_env
 from ebrl.agents.updates import temperature_loss
 from ebrl.logging import RunLogger
 from ebrl.policies import AnchoredPolicy
@@ -99,6 +100,7 @@ class OffPolicyAgent:
         num_envs: int,
         config: OffPolicyConfig | None,
         hyperparameters: dict,
+        eval_env: EnvLike | None = None,
     ):
         name = type(self).__name__
         valid = sorted(f.name for f in fields(self.config_class))
@@ -110,9 +112,8 @@ class OffPolicyAgent:
                 f"{name}: config must be a {self.config_class.__name__}, "
                 f"got {type(config).__name__}"
             )
-        self.config = replace(config or self.config_class(), **hyperparameters)
         if temperature != "auto" and not (
-            isinstance(temperature, int | float)
+            isinstance(temperature, int | float | np.integer | np.floating)
             and not isinstance(temperature, bool)
             and math.isfinite(temperature)
             and temperature > 0
@@ -120,8 +121,24 @@ class OffPolicyAgent:
             raise ValueError(
                 f"{name}: temperature must be 'auto' or a float > 0, got {temperature!r}"
             )
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"{name}: seed must be an int >= 0, got {seed!r}")
+        temperature = temperature if temperature == "auto" else float(temperature)
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, int | np.integer)
+            or not 0 <= seed < 2**63  # torch's generators take 64-bit seeds
+        ):
+            raise ValueError(f"{name}: seed must be an int in [0, 2**63), got {seed!r}")
+        seed = int(seed)
+        built = build_envs(env, num_envs, seed)
+        self.envs, self.env_id, self.env_recipe = built.envs, built.env_id, built.recipe
+        self._make_eval_env = None if built.make_eval_env is None else _closing(built.make_eval_env)
+        self._why_no_eval_env = built.why_not
+        if eval_env is not None:
+            self._make_eval_env = _eval_env_maker(eval_env, name)
+        # No config: the env's preset (ebrl.agents.presets), as the CLI uses, then the
+        # keyword hyperparameters. Checked here, before anything is allocated.
+        base = config or self.config_class.for_env(self.env_id)
+        self.config = replace(base, **hyperparameters)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -138,7 +155,6 @@ class OffPolicyAgent:
         self.entropy_mode = anchor is None
         self.seed, self.tensorboard_log = seed, tensorboard_log
         self.auto_temperature = temperature == "auto"
-        self.envs, self.env_id = make_vector_env(env, num_envs, seed)
         self.action_space = self._check_action_space(self.envs.single_action_space)
         space = self.envs.single_observation_space
         if not isinstance(space, gym.spaces.Box):
@@ -438,6 +454,13 @@ class OffPolicyAgent:
         values["train/temperature"] = self.temperature
         values["time/env_steps_per_second"] = steps / max(time.perf_counter() - start, 1e-9)
         floats = log.scalars(self.num_timesteps, values)
+        bad = sorted(k for k, v in floats.items() if not math.isfinite(v))
+        if bad:  # checked here, where the values reach the host anyway: no sync per update
+            raise ValueError(
+                f"{type(self).__name__}.learn: non-finite {', '.join(bad)} at step "
+                f"{self.num_timesteps}: training diverged; lower learning_rate, check the "
+                "rewards' scale, or the temperature bounds"
+            )
         recent = self._recent_returns
         postfix = {"return": float(np.mean(recent))} if recent else {}
         postfix["T"] = floats["train/temperature"]
@@ -464,25 +487,28 @@ class OffPolicyAgent:
         self, n_episodes: int = 10, deterministic: bool = True, seed: int | None = None
     ) -> dict:
         """Mean and std of the undiscounted return over ``n_episodes`` fresh episodes (episode
-        ``i`` reset with ``seed + i``; default ``seed``: the agent's seed + 10000)."""
+        ``i`` reset with ``seed + i``; default ``seed``: the agent's seed + 10000), on an env
+        built as the training env was (its gymnasium spec with kwargs and wrappers, the user's
+        factory, or the ``eval_env`` given to the agent); never on another env."""
         name = type(self).__name__
-        if self.env_id is None:
+        if self._make_eval_env is None:
             raise ValueError(
-                f"{name}.evaluate: needs an env created from an id; use "
-                "ebrl.agents.evaluate_policy(agent.predict, env, n) with your env"
+                f"{name}.evaluate: cannot build an env like the training env: "
+                f"{self._why_no_eval_env}; pass eval_env= (an env or a factory () -> Env) "
+                "to the agent, or make the env with gym.make"
             )
         seed = self.seed + 10_000 if seed is None else seed
+        env, own = self._make_eval_env()
         # Evaluating never changes training: the agent's random stream is put back after.
         state = self.generator.get_state()
         try:
             return evaluate_policy(
-                lambda o: self.predict(o, deterministic=deterministic)[0],
-                self.env_id,
-                n_episodes,
-                seed,
+                lambda o: self.predict(o, deterministic=deterministic)[0], env, n_episodes, seed
             )
         finally:
             self.generator.set_state(state)
+            if own:
+                env.close()
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -554,3 +580,22 @@ class _DeferredInterrupt:
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _eval_env_maker(eval_env: EnvLike, owner: str) -> Callable[[], tuple[gym.Env, bool]]:
+    """``eval_env`` (an env, used as is, or a factory / id, built per evaluation) as a
+    function returning ``(env, whether to close it after)``."""
+    if isinstance(eval_env, gym.vector.VectorEnv):
+        raise TypeError(f"{owner}: eval_env must be one env (or a factory), not a vector env")
+    if isinstance(eval_env, gym.Env):
+        return lambda: (eval_env, False)
+    if isinstance(eval_env, str) or callable(eval_env):
+        factory = partial(make_env, eval_env) if isinstance(eval_env, str) else eval_env
+        return lambda: (factory(), True)
+    raise TypeError(
+        f"{owner}: eval_env must be a gymnasium Env, id or factory, got {type(eval_env).__name__}"
+    )
+
+
+def _closing(factory: Callable[[], gym.Env]) -> Callable[[], tuple[gym.Env, bool]]:
+    return lambda: (factory(), True)

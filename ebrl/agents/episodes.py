@@ -35,6 +35,12 @@ class ReplayableEpisodes(gym.Wrapper):
         self.reset_seed: int | None = None
         self.actions: list = []
 
+    @property
+    def spec(self):
+        """The wrapped env's spec: this wrapper changes no observation, action or reward, so
+        an env rebuilt from the spec (for evaluation) needs no copy of it."""
+        return self.env.spec
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         self.episode += 1
         self.reset_seed = (

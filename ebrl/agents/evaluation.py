@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
 import ebrl.envs  # noqa: F401  (registers ebrl/ envs)
 from ebrl.agents.episodes import ReplayableEpisodes
 
-__all__ = ["evaluate_policy", "make_env", "make_vector_env"]
+__all__ = [
+    "AgentEnvs",
+    "build_envs",
+    "env_from_recipe",
+    "evaluate_policy",
+    "make_env",
+    "make_vector_env",
+]
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
@@ -24,41 +34,121 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         raise ValueError(f"unknown or unavailable env id {env_id!r}: {err}") from err
 
 
-def make_vector_env(
-    env: str | gym.Env | gym.vector.VectorEnv, num_envs: int = 1, seed: int = 0
-) -> tuple[gym.vector.VectorEnv, str | None]:
-    """A vector env and the env id, if known.
+EnvLike = str | gym.Env | gym.vector.VectorEnv | Callable[[], gym.Env]
 
-    ``env`` may be an id (``num_envs`` copies in a same-step-autoreset ``SyncVectorEnv``), an
-    env instance (one copy), or a vector env (used as is, in either autoreset mode). The envs
-    ebrl builds seed every episode from ``seed`` and record its actions
-    (:class:`~ebrl.agents.episodes.ReplayableEpisodes`), so a checkpoint can restore them.
+
+@dataclass
+class AgentEnvs:
+    """What an agent trains on, and how it gets a fresh copy of the same env to evaluate on.
+
+    ``make_eval_env``: builds one env the way the training env was built (its gymnasium spec
+    with kwargs and wrappers, or the user's factory), or None where that is impossible
+    (``why_not`` says why). ``recipe``: the spec as JSON, for checkpoints (None where it is
+    not JSON, e.g. a wrapper holding a function)."""
+
+    envs: gym.vector.VectorEnv
+    env_id: str | None
+    make_eval_env: Callable[[], gym.Env] | None
+    recipe: str | None
+    why_not: str = ""
+
+
+def build_envs(env: EnvLike, num_envs: int = 1, seed: int = 0) -> AgentEnvs:
+    """The training vector env for ``env`` and how to rebuild it (:class:`AgentEnvs`).
+
+    ``env`` may be an id (``num_envs`` copies), a factory ``() -> Env`` (``num_envs`` copies),
+    an env instance (one copy; rebuilt from its spec for evaluation), or a vector env (used as
+    is, in either autoreset mode). The envs ebrl builds seed every episode from ``seed`` and
+    record its actions (:class:`~ebrl.agents.episodes.ReplayableEpisodes`), so a checkpoint
+    can restore them; their autoreset is same-step.
     """
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+    num_envs = int(num_envs)
     same_step = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
     if isinstance(env, str):
         make_env(env).close()  # fail early with a clear error for a bad id
-        env_id = env
-        factories = [partial(_replayable_env, env, seed, i) for i in range(num_envs)]
-        return gym.vector.SyncVectorEnv(factories, **same_step), env_id
-    if isinstance(env, gym.vector.VectorEnv):
+        factory = partial(make_env, env)
+    elif isinstance(env, gym.vector.VectorEnv):
         mode = env.metadata.get("autoreset_mode")
         modes = (gym.vector.AutoresetMode.SAME_STEP, gym.vector.AutoresetMode.NEXT_STEP, None)
         if mode not in modes:
             raise ValueError(
                 f"vector envs must autoreset (AutoresetMode.SAME_STEP or NEXT_STEP), got {mode}"
             )
-        return env, None
-    if isinstance(env, gym.Env):
+        return _described(env, _single_spec(env))
+    elif isinstance(env, gym.Env):
+        if num_envs != 1:
+            raise ValueError(
+                f"num_envs={num_envs} needs an env id or a factory () -> Env, not one env instance"
+            )
         wrapped = ReplayableEpisodes(env, seed, 0)
-        env_id = env.spec.id if env.spec is not None else None
-        return gym.vector.SyncVectorEnv([lambda: wrapped], **same_step), env_id
-    raise TypeError(f"env must be a gymnasium id, Env or VectorEnv, got {type(env).__name__}")
+        return _described(gym.vector.SyncVectorEnv([lambda: wrapped], **same_step), env.spec)
+    elif callable(env):
+        factory = env
+    else:
+        raise TypeError(
+            f"env must be a gymnasium id, Env, VectorEnv or factory () -> Env, got "
+            f"{type(env).__name__}"
+        )
+    makers = [partial(_replayable, factory, seed, i) for i in range(num_envs)]
+    envs = gym.vector.SyncVectorEnv(makers, **same_step)
+    out = _described(envs, envs.envs[0].spec)
+    if not isinstance(env, str):  # a user's factory is the surest way to the same env
+        out.make_eval_env, out.why_not = factory, ""
+    return out
 
 
-def _replayable_env(env_id: str, seed: int, index: int) -> gym.Env:
-    return ReplayableEpisodes(make_env(env_id), seed, index)
+def make_vector_env(
+    env: EnvLike, num_envs: int = 1, seed: int = 0
+) -> tuple[gym.vector.VectorEnv, str | None]:
+    """The training vector env and the env id, if known (see :func:`build_envs`)."""
+    built = build_envs(env, num_envs, seed)
+    return built.envs, built.env_id
+
+
+def _replayable(factory: Callable[[], gym.Env], seed: int, index: int) -> gym.Env:
+    env = factory()
+    if not isinstance(env, gym.Env):
+        raise TypeError(f"the env factory must return a gymnasium Env, got {type(env).__name__}")
+    return ReplayableEpisodes(env, seed, index)
+
+
+def _single_spec(envs: gym.vector.VectorEnv) -> EnvSpec | None:
+    """The spec of one of a vector env's sub-envs: ``make_vec``'s spec without its vector
+    arguments, or a ``SyncVectorEnv``'s first env's."""
+    spec = getattr(envs, "spec", None)
+    if spec is not None:
+        vector_keys = {"num_envs", "vectorization_mode", "vector_kwargs", "wrappers"}
+        if spec.kwargs.get("wrappers"):
+            return None  # per-env wrappers given to make_vec are not in the spec
+        kwargs = {k: v for k, v in spec.kwargs.items() if k not in vector_keys}
+        return dataclasses.replace(spec, kwargs=kwargs)
+    subs = getattr(envs.unwrapped, "envs", None)
+    return subs[0].spec if subs else None
+
+
+def _described(envs: gym.vector.VectorEnv, spec: EnvSpec | None) -> AgentEnvs:
+    if spec is None:
+        return AgentEnvs(
+            envs, None, None, None, "the env has no gymnasium spec (not made by gym.make)"
+        )
+    try:
+        recipe = spec.to_json()
+    except (TypeError, ValueError) as err:  # e.g. a wrapper holding a lambda
+        recipe = None
+        why = f"its spec is not JSON ({err}), so a checkpoint cannot rebuild it"
+    else:
+        why = ""
+    return AgentEnvs(envs, spec.id, partial(gym.make, spec), recipe, why)
+
+
+def env_from_recipe(recipe: str) -> gym.Env:
+    """The env a checkpoint's recipe (:attr:`AgentEnvs.recipe`) describes."""
+    try:
+        return gym.make(EnvSpec.from_json(recipe))
+    except (gym.error.Error, ValueError, TypeError, KeyError, ImportError) as err:
+        raise ValueError(f"cannot rebuild the checkpoint's env from its spec: {err}") from err
 
 
 def evaluate_policy(

@@ -42,6 +42,7 @@ from ebrl.agents.buffer import Transitions
 from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.core import OffPolicyAgent
 from ebrl.agents.critics import QEnsemble
+from ebrl.agents.evaluation import EnvLike
 from ebrl.agents.updates import frozen, polyak_update, temperature_loss
 from ebrl.policies import AnchoredPolicy, GaussianAnchor, UniformAnchor
 from ebrl.samplers import MALA, Chain, ImportanceSampler, Mixture, draw, log_normalizer
@@ -245,7 +246,9 @@ class SAC(OffPolicyAgent):
     """Energy-based soft actor-critic (continuous actions), Stable-Baselines3-shaped.
 
     Args:
-        env: a gymnasium env id, env, or vector env (bounded 1-D Box actions, Box observations).
+        env: a gymnasium env id, env, factory ``() -> Env``, or vector env (either autoreset
+            mode) (bounded 1-D Box actions, Box observations).
+            Evaluation runs on an env built the same way.
         anchor: ``None`` (uniform: maximum-entropy RL) or a module ``obs -> Distribution`` over
             env actions (e.g. a behaviour-cloned :class:`~ebrl.policies.GaussianAnchor`): the
             policy is regularised toward it by a KL penalty.
@@ -257,8 +260,10 @@ class SAC(OffPolicyAgent):
         seed: seeds the networks, the sampler's generator, and the envs.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         tensorboard_log: directory for TensorBoard scalars (``None``: no logging).
-        num_envs: parallel envs when ``env`` is an id.
-        config: a :class:`SACConfig`; ``**hyperparameters`` override its fields.
+        num_envs: parallel envs when ``env`` is an id or a factory.
+        config: a :class:`SACConfig`; default: the env's preset (``SACConfig.for_env(env_id)``,
+            the CLI's defaults too); ``**hyperparameters`` override its fields.
+        eval_env: the env (or factory) :meth:`evaluate` uses; default: one built like ``env``.
 
     Example:
         >>> agent = SAC("Pendulum-v1", seed=0)                          # doctest: +SKIP
@@ -270,7 +275,7 @@ class SAC(OffPolicyAgent):
 
     def __init__(
         self,
-        env: str | gym.Env | gym.vector.VectorEnv,
+        env: EnvLike,
         anchor: nn.Module | None = None,
         temperature: str | float = "auto",
         sampler=None,
@@ -279,6 +284,7 @@ class SAC(OffPolicyAgent):
         tensorboard_log: str | Path | None = None,
         num_envs: int = 1,
         config: SACConfig | None = None,
+        eval_env: EnvLike | None = None,
         **hyperparameters,
     ):
         super().__init__(
@@ -291,6 +297,7 @@ class SAC(OffPolicyAgent):
             num_envs,
             config,
             hyperparameters,
+            eval_env,
         )
         cfg = self.config
         self.act_dim = act_dim = self.action_space.shape[0]

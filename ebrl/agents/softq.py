@@ -42,6 +42,7 @@ from torch.distributions import Categorical
 from ebrl.agents.buffer import Transitions
 from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.core import OffPolicyAgent
+from ebrl.agents.evaluation import EnvLike
 from ebrl.agents.updates import polyak_update
 from ebrl.networks import mlp
 from ebrl.policies import AnchoredPolicy, UniformAnchor, categorical_log_probs
@@ -208,7 +209,9 @@ class SoftQ(OffPolicyAgent):
     """Soft Q-learning (discrete actions) with an anchor, Stable-Baselines3-shaped.
 
     Args:
-        env: a gymnasium env id, env, or vector env (``Discrete`` actions, Box observations).
+        env: a gymnasium env id, env, factory ``() -> Env``, or vector env (either autoreset
+            mode) (``Discrete`` actions, Box observations).
+            Evaluation runs on an env built the same way.
         anchor: ``None`` (uniform: soft DQN) or a module ``obs[B, o] -> Categorical`` over the
             ``n`` actions (e.g. a behaviour-cloned :class:`~ebrl.policies.CategoricalAnchor`):
             the policy is regularised toward it (piKL).
@@ -216,9 +219,11 @@ class SoftQ(OffPolicyAgent):
         seed: seeds the networks, the sampling generator, and the envs.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         tensorboard_log: directory for TensorBoard scalars (``None``: no logging).
-        num_envs: parallel envs when ``env`` is an id.
-        config: a :class:`SoftQConfig` (e.g. ``SoftQConfig.for_env("LunarLander-v3")``);
-            ``**hyperparameters`` override its fields.
+        num_envs: parallel envs when ``env`` is an id or a factory.
+        config: a :class:`SoftQConfig`; default: the env's preset
+            (``SoftQConfig.for_env(env_id)``, the CLI's defaults too); ``**hyperparameters``
+            override its fields.
+        eval_env: the env (or factory) :meth:`evaluate` uses; default: one built like ``env``.
 
     Example:
         >>> agent = SoftQ("CartPole-v1", seed=0)                        # doctest: +SKIP
@@ -231,7 +236,7 @@ class SoftQ(OffPolicyAgent):
 
     def __init__(
         self,
-        env: str | gym.Env | gym.vector.VectorEnv,
+        env: EnvLike,
         anchor: nn.Module | None = None,
         temperature: str | float = "auto",
         seed: int = 0,
@@ -239,6 +244,7 @@ class SoftQ(OffPolicyAgent):
         tensorboard_log: str | Path | None = None,
         num_envs: int = 1,
         config: SoftQConfig | None = None,
+        eval_env: EnvLike | None = None,
         **hyperparameters,
     ):
         super().__init__(
@@ -251,6 +257,7 @@ class SoftQ(OffPolicyAgent):
             num_envs,
             config,
             hyperparameters,
+            eval_env,
         )
         cfg = self.config
         self.n_actions = n = int(self.action_space.n)
