@@ -225,3 +225,16 @@ def test_check_false_makes_no_host_sync(make):
     assert all(value.shape == (3,) for value in result.stats.values())
     with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
         make(True).sample(quadratic, proposal, 5)
+
+
+@pytest.mark.parametrize(
+    "bounds", [(1.0, 1.0 + 1e-12), (0.0, 1e-50), (-1e39, 0.0), (0.0, math.nan)]
+)
+def test_numeric_bounds_are_checked_in_the_samples_dtype(bounds):
+    """Number bounds are checked on the host, after rounding to float32: bounds that collapse or
+    overflow there are refused (they would give a box of width 0 or inf)."""
+    with pytest.raises(ValueError, match="MALA: bounds must be finite with low < high"):
+        MALA(0.1, 2, bounds=bounds).sample(quadratic, normal(0.0, 1.0), 4, generator=gen())
+    MALA(0.1, 2, bounds=(0.0, 1e-30)).sample(
+        quadratic, normal(0.0, 1.0, dtype=F64), 4, generator=gen()
+    )

@@ -42,6 +42,7 @@ __all__ = [
 
 EnergyFn = Callable[[Tensor], Tensor]
 T = TypeVar("T")
+_BAD_BOUNDS = "{owner}: bounds must be finite with low < high, got {bounds!r}"
 
 
 class SamplerWarning(RuntimeWarning):
@@ -135,11 +136,6 @@ def energy_and_grad(energy: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
     return e.detach(), grad
 
 
-def _check_bounds(owner: str, low: Tensor, high: Tensor, bounds: object) -> None:
-    if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (low < high).all()):
-        raise ValueError(f"{owner}: bounds must be finite with low < high, got {bounds!r}")
-
-
 class Box:
     """An axis-aligned box ``[low, high]`` and the bijection ``x = low + (high - low) sigmoid(u)``.
 
@@ -156,23 +152,24 @@ class Box:
     def __init__(self, owner: str, bounds: tuple, like: Tensor):
         if not isinstance(bounds, tuple | list) or len(bounds) != 2:
             raise ValueError(f"{owner}: bounds must be a pair (low, high), got {bounds!r}")
-        if all(isinstance(b, numbers.Real) for b in bounds):
-            # numbers: checked on the host (rounded to the dtype), so a box costs no host sync
-            low, high = (torch.tensor(float(b), dtype=like.dtype) for b in bounds)
-            _check_bounds(owner, low, high, bounds)
-            low, high = (
-                torch.full((), float(b), dtype=like.dtype, device=like.device) for b in (low, high)
-            )
+        if all(isinstance(b, numbers.Real) for b in bounds):  # checked on the host: no sync
+            lo, hi = float(bounds[0]), float(bounds[1])
+            finfo = torch.finfo(like.dtype)  # finite in the dtype, and distinct once rounded
+            gap = finfo.eps * max(abs(lo), finfo.tiny)
+            if not (max(abs(lo), abs(hi)) <= finfo.max and hi - lo > gap):
+                raise ValueError(_BAD_BOUNDS.format(owner=owner, bounds=bounds))
+            low, high = (torch.full((), b, dtype=like.dtype, device=like.device) for b in (lo, hi))
         else:  # tensors (e.g. per dimension): checked where they live (one host sync per call)
             low, high = (torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in bounds)
-            _check_bounds(owner, low, high, bounds)
-        try:
-            torch.broadcast_shapes(low.shape, high.shape, like.shape[-1:])
-        except RuntimeError as err:
-            raise ValueError(
-                f"{owner}: bounds of shapes {tuple(low.shape)}, {tuple(high.shape)} do not "
-                f"broadcast to the event shape [{like.shape[-1]}]"
-            ) from err
+            if not (torch.isfinite(low) & torch.isfinite(high) & (low < high)).all():
+                raise ValueError(_BAD_BOUNDS.format(owner=owner, bounds=bounds))
+            try:
+                torch.broadcast_shapes(low.shape, high.shape, like.shape[-1:])
+            except RuntimeError as err:
+                raise ValueError(
+                    f"{owner}: bounds of shapes {tuple(low.shape)}, {tuple(high.shape)} do not "
+                    f"broadcast to the event shape [{like.shape[-1]}]"
+                ) from err
         self.low, self.high, self.width = low, high, high - low
         # sigmoid saturates in finite precision: keep x strictly inside the box (so that
         # log-densities that blow up on the boundary, like a squashed Gaussian's, stay finite).
