@@ -30,6 +30,11 @@ _INVALID = (
 )
 
 
+def _invalid(log_weights: Tensor) -> Tensor:
+    """NaN, or +inf: an energy of -inf, or a proposal density of zero at its own draw."""
+    return torch.isnan(log_weights) | (log_weights == math.inf)
+
+
 def log_normalizer(log_weights: Tensor, dim: int = 0) -> Tensor:
     """``log (1/n sum_i w_i)``: the importance estimate of ``log Z`` (log-space, stable)."""
     return torch.logsumexp(log_weights, dim) - math.log(log_weights.shape[dim])
@@ -95,26 +100,24 @@ class ImportanceSampler:
             ``(particles [n_particles, *batch, d], log_weights [n_particles, *batch])`` with
             ``log_weights = -E(x) - log q(x)`` (``-inf`` outside the bounds).
         """
-        particles, log_weights, invalid = self._weigh(energy, proposal, generator)
-        if self.check and bool(invalid):  # the one host sync
+        particles, log_weights = self._weigh(energy, proposal, generator)
+        if self.check and bool(_invalid(log_weights).any()):  # the one host sync
             raise ValueError(_INVALID)
         return particles, log_weights
 
     def _weigh(
         self, energy: EnergyFn, proposal: Distribution, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """``weigh`` without its check: also returns whether any weight is invalid (0-d)."""
+    ) -> tuple[Tensor, Tensor]:
+        """``weigh`` without its check."""
         proposal = check_proposal(_NAME, proposal)
         with torch.no_grad():
             particles = draw(proposal, (self.n_particles,), generator)
             energies = evaluate_energy(_NAME, energy, particles)
             log_weights = -energies - proposal.log_prob(particles)
-        # NaN, or +inf: an energy of -inf, or a proposal density of zero at its own draw
-        invalid = torch.isnan(log_weights) | (log_weights == math.inf)
         if self.bounds is not None:
             box = Box(_NAME, self.bounds, particles)
             log_weights = log_weights.masked_fill(~box.contains(particles), -math.inf)
-        return particles, log_weights, invalid.any()
+        return particles, log_weights
 
     def sample(
         self,
@@ -127,17 +130,17 @@ class ImportanceSampler:
         check_int(_NAME, "num_samples", num_samples)
         if init is not None:
             raise ValueError(f"{_NAME}: init is not used by importance sampling; pass init=None")
-        particles, log_weights, invalid = self._weigh(energy, proposal, generator)
+        particles, log_weights = self._weigh(energy, proposal, generator)
         log_z = log_normalizer(log_weights)
-        if self.check:
-            invalid, empty = torch.stack([invalid, (log_z == -math.inf).any()]).tolist()  # 1 sync
-            if invalid:
+        # log Z is NaN or +inf iff some weight is invalid, -inf iff all weights of an element
+        # are zero: one test of log Z covers both (the one host sync).
+        if self.check and not bool(torch.isfinite(log_z).all()):
+            if bool(_invalid(log_weights).any()):
                 raise ValueError(_INVALID)
-            if empty:
-                raise ValueError(
-                    f"{_NAME}: every particle has zero weight for some batch element (all "
-                    "energies +inf or all particles outside the bounds); widen the proposal"
-                )
+            raise ValueError(
+                f"{_NAME}: every particle has zero weight for some batch element (all "
+                "energies +inf or all particles outside the bounds); widen the proposal"
+            )
         batch_shape, d = particles.shape[1:-1], particles.shape[-1]
         probs = torch.softmax(log_weights, dim=0).reshape(self.n_particles, -1).T  # [B, n]
         index = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
