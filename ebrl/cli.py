@@ -484,6 +484,8 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
     train_s = time.perf_counter() - start
     out = agent.save(args.out or run_dir / "model.pt")  # saved before evaluating: never lost
     evaluation = agent.evaluate(args.eval_episodes)
+    if bc is not None:
+        bc = {**bc, **_anchor_report(agent, args.eval_episodes)}
     result = {
         "env": args.env,
         "algo": args.algo,
@@ -500,6 +502,42 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
     }
     _write_json(run_dir / "result.json", result)
     return result
+
+
+def _anchor_report(agent, episodes: int) -> dict:
+    """What judges an anchored run: the cloned anchor's own return (acting by sampling its
+    distribution, as a demonstrator does; the same episode seeds as the agent's evaluation),
+    and the agent's KL to it on the last 1000 states it trained on (exact for discrete actions,
+    the sampler's estimate for continuous ones)."""
+    import torch
+
+    from ebrl.agents import evaluate_policy
+
+    anchor, generator = agent.user_anchor, torch.Generator().manual_seed(agent.seed)
+    start = getattr(agent, "action_start", 0)
+
+    def act(obs):
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+            action = anchor(obs_t).sample()[0].numpy()
+        return action + start if action.ndim == 0 else action
+
+    env, own = agent._make_eval_env()
+    try:
+        anchor_eval = evaluate_policy(act, env, episodes, agent.seed + 10_000)
+    finally:
+        if own:
+            env.close()
+    n = len(agent.buffer)
+    obs = agent.buffer.obs[max(n - 1000, 0) : n]
+    with torch.no_grad():
+        kl = agent.policy.kl_to_anchor(obs, generator=torch.Generator().manual_seed(agent.seed))
+    return {
+        "anchor_mean_return": round(anchor_eval["mean_return"], 2),
+        "anchor_std_return": round(anchor_eval["std_return"], 2),
+        "final_kl_to_anchor": round(float(kl.mean()), 4),
+    }
 
 
 def _resume_train(args: argparse.Namespace) -> dict:

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from ebrl.agents import SACConfig, SoftQConfig
@@ -62,3 +63,17 @@ def test_every_config_field_has_help(config):
     docs = field_docs(config)
     missing = [f.name for f in dataclasses.fields(config) if f.name not in docs]
     assert not missing
+
+
+def test_anchored_training_reports_demonstrator_anchor_agent_and_kl(tmp_path, capsys):
+    from ebrl.data.demos import pendulum_demos
+
+    demos = pendulum_demos(2, noise_std=0.2, seed=0).save(tmp_path / "demos.npz")
+    argv = ["train", "--steps", "300", "--eval-episodes", "2", "--no-progress"]
+    out = run(capsys, *argv, "--anchor", str(demos), "--logdir", str(tmp_path), *TINY)
+    report = out["anchor"]
+    assert report["demo_mean_return"] > -400  # the swing-up controller balances
+    for key in ("heldout_nll", "anchor_mean_return", "anchor_std_return", "final_kl_to_anchor"):
+        assert np.isfinite(report[key]), key
+    assert report["final_kl_to_anchor"] >= 0
+    assert -3000 < report["anchor_mean_return"] <= 0  # Pendulum's returns are negative

@@ -357,14 +357,40 @@ def pendulum_demos(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m ebrl.data.demos {lunarlander,lunarlander-continuous,pendulum} ...``."""
-    parser = argparse.ArgumentParser(description="Record noisy demonstrations to an .npz file.")
-    parser.add_argument("env", choices=["lunarlander", "lunarlander-continuous", "pendulum"])
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--boltzmann-temperature", type=float, default=0.0)
-    parser.add_argument("--noise-std", type=float, default=None)
-    parser.add_argument("--epsilon", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m ebrl.data.demos",
+        description="Records episodes of a scripted demonstrator with noise (a stand-in for "
+        "human play) to an .npz file that `ebrl train --anchor` behaviour-clones. Prints one "
+        "JSON line: path, env id, steps, mean and std return.",
+    )
+    parser.add_argument(
+        "env",
+        choices=["lunarlander", "lunarlander-continuous", "pendulum"],
+        help="LunarLander-v3 (heuristic pilot), LunarLanderContinuous-v3, or Pendulum-v1 "
+        "(energy-shaping swing-up controller)",
+    )
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to record (default: 10)")
+    parser.add_argument(
+        "--boltzmann-temperature",
+        type=float,
+        default=0.0,
+        help="lunarlander: sample actions from softmax(heuristic scores / T) (default: 0, greedy)",
+    )
+    parser.add_argument(
+        "--noise-std",
+        type=float,
+        default=None,
+        help="std of Gaussian noise added to continuous actions (default: 0.2 for pendulum, "
+        "0 for lunarlander-continuous)",
+    )
+    parser.add_argument(
+        "--epsilon",
+        type=float,
+        default=0.0,
+        help="probability of a uniformly random action at each step (default: 0)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="env reset and noise seed (default: 0)")
+    parser.add_argument("--out", type=Path, required=True, help="path of the .npz file to write")
     args = parser.parse_args(argv)
     if args.env == "pendulum":
         noise = 0.2 if args.noise_std is None else args.noise_std
