@@ -12,7 +12,8 @@ from scipy import stats as sps
 from torch.distributions import Independent, Normal, Uniform
 
 from ebrl.energy import GaussianEnergy
-from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Langevin, SamplerWarning
+from ebrl.samplers import MALA, Box, Chain, ImportanceSampler, Langevin, Mixture, SamplerWarning
+from ebrl.samplers.proposal import ProposalSampler
 
 F64 = torch.float64
 
@@ -238,3 +239,74 @@ def test_numeric_bounds_are_checked_in_the_samples_dtype(bounds):
     MALA(0.1, 2, bounds=(0.0, 1e-30)).sample(
         quadratic, normal(0.0, 1.0, dtype=F64), 4, generator=gen()
     )
+
+
+# ---------------------------------------------------------------- bad input, named at the door
+
+ALL = {
+    "ImportanceSampler": lambda: ImportanceSampler(16),
+    "Langevin": lambda: Langevin(0.1, 2),
+    "MALA": lambda: MALA(0.1, 2, warmup_steps=1),
+    "Chain": lambda: Chain(ImportanceSampler(16), MALA(0.1, 2)),
+    "ProposalSampler": lambda: ProposalSampler(),
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_bad_generator_is_named(name):
+    """Before: torch's raw 'randn() received an invalid combination of arguments'."""
+    with pytest.raises(TypeError, match=f"{name}: generator must be a torch.Generator"):
+        ALL[name]().sample(quadratic, normal(0.0, 1.0, d=2), 2, generator=7)
+
+
+@pytest.mark.parametrize("name", ["ImportanceSampler", "Langevin", "MALA", "Chain"])
+@pytest.mark.parametrize(
+    "energy",
+    [lambda x: 1.0, lambda x: x.sum(-1).tolist(), lambda x: x.detach().sum(-1).numpy()],
+    ids=["float", "list", "numpy"],
+)
+def test_an_energy_that_returns_no_tensor_is_named(name, energy):
+    """Before (Langevin/MALA): AttributeError '... has no attribute requires_grad'."""
+    with pytest.raises(ValueError, match="energy must map x"):
+        ALL[name]().sample(energy, normal(0.0, 1.0, d=2), 2, generator=gen())
+
+
+@pytest.mark.parametrize("make", [Langevin, MALA], ids=["ula", "mala"])
+@pytest.mark.parametrize("shape", [(3,), (1, 1), (2, 2)])
+def test_a_step_size_that_does_not_fit_the_batch_is_named(make, shape):
+    """Batch shape (2,): a step size per element must broadcast to it (before: torch's raw
+    'expand' RuntimeError inside run_chain)."""
+    with pytest.raises(ValueError, match=r"step_size of shape .* does not broadcast"):
+        make(torch.full(shape, 0.1), 1).sample(quadratic, normal(0.0, 1.0, batch_shape=(2,)), 2)
+    make(torch.full((2,), 0.1), 1).sample(quadratic, normal(0.0, 1.0, batch_shape=(2,)), 2)
+
+
+@pytest.mark.parametrize("name", ["ImportanceSampler", "Chain"])
+def test_importance_sampling_on_an_empty_batch_returns_no_samples(name):
+    """No states: [num_samples, 0, d], as Langevin and MALA return (before: torch's raw
+    'cannot reshape tensor of 0 elements')."""
+    result = ALL[name]().sample(quadratic, normal(0.0, 1.0, d=2, batch_shape=(0,)), 3)
+    assert result.samples.shape == (3, 0, 2)
+    assert all(value.shape == (0,) for value in result.stats.values())
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("nan_in", ["loc", "scale"])
+@pytest.mark.parametrize("seeded", [False, True])
+def test_a_nan_proposal_is_named(name, nan_in, seeded):
+    """Before: torch's raw 'normal expects all elements of std >= 0.0' without a generator, and
+    NaN samples from ProposalSampler with one."""
+    loc, scale = torch.zeros(2, 2), torch.ones(2, 2)
+    (loc if nan_in == "loc" else scale)[0, 0] = math.nan
+    proposal = Independent(Normal(loc, scale, validate_args=False), 1)
+    owner = "ImportanceSampler" if name == "Chain" else name  # a Chain's first stage names it
+    with pytest.raises(ValueError, match=f"{owner}: .*(NaN|proposal)"):
+        ALL[name]().sample(quadratic, proposal, 2, generator=gen() if seeded else None)
+
+
+def test_mixture_checks_weights_before_rounding_them():
+    comp = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
+    mixture = Mixture([comp, comp], [1e-300, 0.0])  # before: underflowed to 0, 'all zero'
+    assert torch.isfinite(mixture.log_prob(torch.zeros(1))).all()
+    with pytest.raises(ValueError, match="Mixture: weights"):
+        Mixture([comp, comp], [1.0, -1e-300])  # before: passed as -0

@@ -34,8 +34,10 @@ __all__ = [
     "SamplerWarning",
     "call_energy",
     "check_bool",
+    "check_generator_type",
     "check_proposal",
     "draw",
+    "draw_proposal",
     "energy_and_grad",
     "evaluate_energy",
 ]
@@ -71,6 +73,29 @@ def check_bool(owner: str, name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
     return value
+
+
+def check_generator_type(owner: str, generator: object) -> None:
+    """``None`` or a ``torch.Generator``, checked before any draw hands it to torch (its device
+    is checked against the samples by :func:`ebrl.validation.check_generator`)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{owner}: generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+
+
+def draw_proposal(
+    owner: str, proposal: Distribution, sample_shape: tuple[int, ...], generator
+) -> Tensor:
+    """:func:`draw` for a sampler named ``owner``: torch's own errors from ``proposal.sample``
+    (e.g. ``normal expects all elements of std >= 0.0`` for a NaN scale) become a ``ValueError``
+    that names the proposal."""
+    try:
+        return draw(proposal, sample_shape, generator)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{owner}: drawing from the proposal failed (are its parameters finite?): {err}"
+        ) from err
 
 
 def check_proposal(owner: str, proposal: object) -> Distribution:
@@ -130,6 +155,8 @@ def energy_and_grad(energy: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
     with torch.enable_grad():
         y = x.detach().requires_grad_(True)
         e = energy(y)
+        if not isinstance(e, Tensor):  # returned as is, for the caller's check (init_state)
+            return e, torch.zeros_like(x)
         if not e.requires_grad:  # no graph at all (a constant): autograd.grad would raise
             return e.detach(), torch.zeros_like(x)
         (grad,) = torch.autograd.grad(e.sum(), y, materialize_grads=True)  # unused y: zeros

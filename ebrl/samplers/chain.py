@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from ebrl.samplers.base import EnergyFn, SampleResult
+from ebrl.samplers.base import EnergyFn, SampleResult, check_generator_type
 
 __all__ = ["Chain", "Sampler"]
 
@@ -55,6 +55,7 @@ class Chain:
         init: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> SampleResult:
+        check_generator_type("Chain", generator)
         start = self.first.sample(energy, proposal, num_samples, init=init, generator=generator)
         end = self.then.sample(
             energy, proposal, num_samples, init=start.samples, generator=generator

@@ -14,8 +14,9 @@ from ebrl.samplers.base import (
     EnergyFn,
     SampleResult,
     check_bool,
+    check_generator_type,
     check_proposal,
-    draw,
+    draw_proposal,
     evaluate_energy,
 )
 from ebrl.validation import check_int
@@ -110,8 +111,9 @@ class ImportanceSampler:
     ) -> tuple[Tensor, Tensor]:
         """``weigh`` without its check."""
         proposal = check_proposal(_NAME, proposal)
+        check_generator_type(_NAME, generator)
         with torch.no_grad():
-            particles = draw(proposal, (self.n_particles,), generator)
+            particles = draw_proposal(_NAME, proposal, (self.n_particles,), generator)
             energies = evaluate_energy(_NAME, energy, particles)
             log_weights = -energies - proposal.log_prob(particles)
         if self.bounds is not None:
@@ -130,6 +132,12 @@ class ImportanceSampler:
         check_int(_NAME, "num_samples", num_samples)
         if init is not None:
             raise ValueError(f"{_NAME}: init is not used by importance sampling; pass init=None")
+        proposal = check_proposal(_NAME, proposal)
+        if 0 in proposal.batch_shape:  # no states: nothing to weigh ([num_samples, 0, d], as MCMC)
+            check_generator_type(_NAME, generator)
+            empty = draw_proposal(_NAME, proposal, (num_samples,), generator)
+            zeros = empty.new_zeros(proposal.batch_shape)
+            return SampleResult(empty, {"ess": zeros, "log_normalizer": zeros.clone()})
         particles, log_weights = self._weigh(energy, proposal, generator)
         log_z = log_normalizer(log_weights)
         # log Z is NaN or +inf iff some weight is invalid, -inf iff all weights of an element
@@ -142,9 +150,10 @@ class ImportanceSampler:
                 "energies +inf or all particles outside the bounds); widen the proposal"
             )
         batch_shape, d = particles.shape[1:-1], particles.shape[-1]
-        probs = torch.softmax(log_weights, dim=0).reshape(self.n_particles, -1).T  # [B, n]
+        b = math.prod(batch_shape)  # explicit, not -1: an empty batch has no inferable size
+        probs = torch.softmax(log_weights, dim=0).reshape(self.n_particles, b).T  # [B, n]
         index = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
-        flat = particles.reshape(self.n_particles, -1, d)  # [n, B, d]
+        flat = particles.reshape(self.n_particles, b, d)  # [n, B, d]
         chosen = flat[index.T, torch.arange(flat.shape[1], device=flat.device)]  # [m, B, d]
         stats = {"ess": effective_sample_size(log_weights), "log_normalizer": log_z}
         return SampleResult(chosen.reshape(num_samples, *batch_shape, d), stats)

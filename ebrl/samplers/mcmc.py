@@ -70,8 +70,9 @@ from ebrl.samplers.base import (
     SampleResult,
     SamplerWarning,
     call_energy,
+    check_generator_type,
     check_proposal,
-    draw,
+    draw_proposal,
     energy_and_grad,
 )
 from ebrl.validation import check_energy_output, check_generator, check_int
@@ -197,6 +198,13 @@ def run_chain(
     return state, ChainInfo(accepted.mean(0) / n_steps, step_size, invalid, stuck_fraction)
 
 
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
 class _Start(NamedTuple):
     state: MCMCState  # in u space with a box
     energy: EnergyFn  # the energy the chain moves on (in u space with a box)
@@ -221,9 +229,10 @@ def _start(
     """
     check_int(owner, "num_samples", num_samples)
     proposal = check_proposal(owner, proposal)
+    check_generator_type(owner, generator)
     expected = (num_samples, *proposal.batch_shape, *proposal.event_shape)
     if init is None:
-        position = draw(proposal, (num_samples,), generator)
+        position = draw_proposal(owner, proposal, (num_samples,), generator)
     else:
         if not isinstance(init, Tensor) or not init.is_floating_point():
             raise TypeError(f"{owner}: init must be a floating-point tensor of shape {expected}")
@@ -330,6 +339,12 @@ def sample_chain(
     go unreported (the samples may then hold NaN).
     """
     start = _start(owner, energy, proposal, num_samples, init, generator, bounds)
+    batch_shape = start.state.energy.shape[1:]
+    if isinstance(step_size, Tensor) and not _broadcasts_to(step_size.shape, batch_shape):
+        raise ValueError(
+            f"{owner}: step_size of shape {tuple(step_size.shape)} does not broadcast to the "
+            f"batch shape {tuple(batch_shape)} (one step size per batch element, or a scalar)"
+        )
     state, info = run_chain(
         kernel,
         start.energy,

@@ -42,14 +42,17 @@ class Mixture(Distribution):
                     "Mixture: components must share batch and event shapes, got "
                     f"{[(tuple(c.batch_shape), tuple(c.event_shape)) for c in components]}"
                 )
-        weights = torch.as_tensor(weights, dtype=torch.get_default_dtype())
-        if weights.shape != (len(components),) or (weights < 0).any() or weights.sum() <= 0:
+        # checked and normalised in float64, before rounding: a tiny positive weight must not
+        # underflow to 0, nor a tiny negative one pass as -0
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        valid = torch.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0
+        if weights.shape != (len(components),) or not valid:
             raise ValueError(
-                f"Mixture: weights must be {len(components)} non-negative numbers, not all zero; "
-                f"got {weights.tolist()}"
+                f"Mixture: weights must be {len(components)} finite non-negative numbers, not all "
+                f"zero; got {weights.tolist()}"
             )
         self.components = components
-        self.log_weights = (weights / weights.sum()).log()
+        self.log_weights = (weights / weights.sum()).log().to(torch.get_default_dtype())
         super().__init__(first.batch_shape, first.event_shape, validate_args=False)
 
     @property

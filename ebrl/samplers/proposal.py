@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from ebrl.samplers.base import SampleResult, check_proposal, draw
+from ebrl.samplers.base import (
+    SampleResult,
+    check_bool,
+    check_generator_type,
+    check_proposal,
+    draw_proposal,
+)
 from ebrl.validation import check_int
 
 __all__ = ["ProposalSampler"]
@@ -21,7 +27,16 @@ class ProposalSampler:
     Exact only when the proposal equals the target: this is how a soft actor-critic acts with
     its amortised actor (``SACConfig.plain()``: the actor's sample is the action). With any
     other sampler the energy corrects the proposal (importance weights, MCMC). No stats.
+
+    Args:
+        check: end each call with one host sync that raises ``ValueError`` on non-finite draws
+            (e.g. a proposal with NaN parameters); ``False`` skips it, for hot loops.
     """
+
+    check: bool = True
+
+    def __post_init__(self) -> None:
+        check_bool("ProposalSampler", "check", self.check)
 
     def sample(
         self,
@@ -36,4 +51,10 @@ class ProposalSampler:
         if init is not None:
             raise ValueError(f"{name}: init is not used (draws come from the proposal)")
         proposal = check_proposal(name, proposal)
-        return SampleResult(draw(proposal, (num_samples,), generator), {})
+        check_generator_type(name, generator)
+        samples = draw_proposal(name, proposal, (num_samples,), generator)
+        if self.check and not bool(torch.isfinite(samples).all()):  # the one host sync
+            raise ValueError(
+                f"{name}: the proposal's draws contain NaN or inf (are its parameters finite?)"
+            )
+        return SampleResult(samples, {})
