@@ -140,7 +140,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser, classes: dict[str, ty
             shown = f"default: {default}"
         else:
             shown = "defaults: " + ", ".join(f"{a} {v}" for a, v in values.items())
-        help_text = f"{docs[algos[0]].get(name, '')} ({shown})"
+        doc = docs[algos[0]].get(name, "")
+        # a None default is explained by the field's doc ("default -dim(A)"): say it once
+        help_text = doc if default is None and "default" in doc else f"{doc} ({shown})"
         group = groups["shared" if len(algos) == len(classes) else algos[0]]
         kind = type(default[0]) if isinstance(default, tuple) else type(default)
         kind = {bool: _bool, type(None): float}.get(kind, kind)
