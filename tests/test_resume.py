@@ -405,3 +405,16 @@ def test_a_diverged_loss_is_named_with_its_step():
             p.fill_(float("nan"))
     with pytest.raises(ValueError, match=r"non-finite .*train/critic_loss.* at step 1\d\d"):
         agent.learn(300, progress_bar=False)
+
+
+def test_an_episode_too_long_to_record_restarts_with_a_warning(tmp_path, monkeypatch):
+    from ebrl.agents import episodes
+
+    monkeypatch.setattr(episodes, "MAX_RECORDED_STEPS", 50)
+    agent = SAC("Pendulum-v1", seed=0, **SMALL).learn(120, progress_bar=False)
+    path = agent.save(tmp_path / "long.pt")
+    with pytest.warns(RuntimeWarning, match="episodes in flight cannot be restored"):
+        loaded = SAC.load(path)
+    assert len(loaded.buffer) == 120 and loaded._last_obs is None
+    loaded.learn(10, progress_bar=False, reset_num_timesteps=False)  # new episodes
+    assert loaded.num_timesteps == 130

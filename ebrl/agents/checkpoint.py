@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ebrl.agents.episodes import episodes_state, restore_episodes
+from ebrl.agents.episodes import episodes_state, replayable, restore_episodes
 from ebrl.agents.evaluation import env_from_recipe
 
 if TYPE_CHECKING:
@@ -236,10 +236,10 @@ def _restore_episodes(agent: OffPolicyAgent, saved: dict) -> None:
     """Puts the envs back where they were (:func:`~ebrl.agents.episodes.restore_episodes`);
     a user's vector env, which ebrl cannot replay, starts new episodes instead (with a
     warning)."""
-    if saved["envs"] is None or episodes_state(agent.envs) is None:
+    if saved["envs"] is None or not replayable(agent.envs):
         warnings.warn(
             f"{type(agent).__name__}.load: the episodes in flight cannot be restored into "
-            "these envs (not built by ebrl, or built by a user's vector env); learn() with "
+            "these envs (a user's vector env, or an episode too long to record); learn() with "
             "reset_num_timesteps=False starts new episodes",
             RuntimeWarning,
             stacklevel=4,

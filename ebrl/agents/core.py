@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from ebrl.agents import checkpoint
 from ebrl.agents.buffer import ReplayBuffer, Transitions
 from ebrl.agents.config import OffPolicyConfig
-from ebrl.agents.episodes import episodes_state
+from ebrl.agents.episodes import replayable
 from ebrl.agents.evaluation import EnvLike, build_envs, evaluate_policy, make_env
 from ebrl.agents.updates import temperature_loss
 from ebrl.logging import RunLogger
@@ -179,7 +179,7 @@ class OffPolicyAgent:
         )
         self.num_timesteps = 0
         self._last_obs: np.ndarray | None = None  # where a further learn() call continues
-        self._replayable = episodes_state(self.envs) is not None
+        self._replayable = replayable(self.envs)
         self._reset_before = False
         self._warned_pinned = False
         self.logger: RunLogger | None = None  # the run's logger while learn() runs

@@ -15,7 +15,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-__all__ = ["ReplayableEpisodes", "episode_seed", "episodes_state", "restore_episodes"]
+__all__ = [
+    "ReplayableEpisodes",
+    "episode_seed",
+    "episodes_state",
+    "replayable",
+    "restore_episodes",
+]
+
+# Episodes longer than this are not recorded (memory): a checkpoint taken during one cannot
+# restore it, and training after load starts new episodes instead (with a warning).
+MAX_RECORDED_STEPS = 100_000
 
 
 def episode_seed(seed: int, index: int, episode: int) -> int:
@@ -50,7 +60,10 @@ class ReplayableEpisodes(gym.Wrapper):
         return self.env.reset(seed=self.reset_seed, options=options)
 
     def step(self, action):
-        self.actions.append(np.array(action, copy=True))
+        if self.actions is not None:
+            self.actions.append(np.array(action, copy=True))
+            if len(self.actions) > MAX_RECORDED_STEPS:  # an env without a time limit
+                self.actions = None
         return self.env.step(action)
 
     def replay(self, episode: int, reset_seed: int, actions: np.ndarray) -> np.ndarray:
@@ -69,6 +82,12 @@ class ReplayableEpisodes(gym.Wrapper):
         return obs
 
 
+def replayable(envs: gym.vector.VectorEnv) -> bool:
+    """Whether ``envs`` were built by ebrl (:func:`~ebrl.agents.evaluation.build_envs`), so
+    that a checkpoint can restore their episodes."""
+    return _replayable(envs) is not None
+
+
 def _replayable(envs: gym.vector.VectorEnv) -> list[ReplayableEpisodes] | None:
     """The wrapped sub-envs of a ``SyncVectorEnv`` built by ebrl, else None."""
     subs = getattr(envs.unwrapped, "envs", None)
@@ -79,9 +98,12 @@ def _replayable(envs: gym.vector.VectorEnv) -> list[ReplayableEpisodes] | None:
 
 def episodes_state(envs: gym.vector.VectorEnv) -> list[dict] | None:
     """Per env: the episode in flight, its reset seed and its actions so far (tensors), or
-    None when the envs were not built by ebrl (a user's vector env)."""
+    None when the envs were not built by ebrl (a user's vector env) or an episode in flight is
+    too long to have been recorded."""
     subs = _replayable(envs)
     if subs is None:
+        return None
+    if any(env.actions is None for env in subs):
         return None
     out = []
     for env in subs:
