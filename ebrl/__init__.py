@@ -12,7 +12,7 @@ from ebrl.energy import (
     MLPEnergy,
 )
 from ebrl.policies import AnchoredPolicy
-from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin, SampleResult
+from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin, SampleResult, SamplerWarning
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "MLPEnergy",
     "SACConfig",
     "SampleResult",
+    "SamplerWarning",
     "SoftQ",
     "SoftQConfig",
     "__version__",

@@ -113,7 +113,9 @@ def test_bad_inputs_raise_clear_errors():
         GaussianEnergy(torch.zeros(2), -torch.eye(2))
     with pytest.raises(ValueError, match=r"GaussianEnergy: expected mean \[\*batch, d\]"):
         GaussianEnergy(torch.zeros(2), torch.eye(3))
-    with pytest.raises(ValueError, match="GaussianMixtureEnergy: weights must be finite and non-negative"):
+    with pytest.raises(
+        ValueError, match="GaussianMixtureEnergy: weights must be finite and non-negative"
+    ):
         GaussianMixtureEnergy(torch.tensor([-1.0, 2.0]), torch.zeros(2, 2), 1.0)
     with pytest.raises(ValueError, match="MLPEnergy: dim"):
         MLPEnergy(0)

@@ -228,11 +228,6 @@ def test_mcmc_names_a_non_positive_tensor_step_size(step):
         raises_naming(lambda cls=cls: cls(torch.tensor(step), 1), "step_size")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="samplers hand generator= to torch before checking it: a non-Generator gives torch's "
-    "raw 'randn() received an invalid combination of arguments'",
-)
 @given(
     kind=st.sampled_from(SAMPLER_KINDS),
     generator=st.one_of(st.integers(), st.text(max_size=3), st.just(object())),
@@ -244,11 +239,6 @@ def test_samplers_name_a_bad_generator(kind, generator):
     raises_naming(call, f"{name}: generator")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Langevin/MALA differentiate the energy's output before checking it: a float, list or "
-    "ndarray energy raises AttributeError ('... has no attribute requires_grad')",
-)
 @given(
     kind=st.sampled_from(SAMPLER_KINDS[:4]),
     output=st.sampled_from(["float", "list", "numpy"]),
@@ -263,11 +253,6 @@ def test_samplers_name_an_energy_that_returns_no_tensor(kind, output):
     raises_naming(lambda: make_sampler(kind, None).sample(energy, proposal, 2), "energy")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Langevin/MALA accept a step_size tensor of any shape and fail inside run_chain with "
-    "torch's raw 'expand' RuntimeError when it does not broadcast to the batch shape",
-)
 @given(
     cls=st.sampled_from([Langevin, MALA]),
     shape=st.lists(st.integers(1, 4), min_size=1, max_size=3)
@@ -279,11 +264,6 @@ def test_mcmc_names_a_step_size_that_does_not_fit_the_batch(cls, shape):
     raises_naming(lambda: cls(torch.full(shape, 0.1), 1).sample(target, proposal, 2), "step_size")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ImportanceSampler (and Chain) on a proposal with batch shape (0,): torch's raw "
-    "'cannot reshape tensor of 0 elements' RuntimeError (Langevin/MALA return [n, 0, d])",
-)
 @given(kind=st.sampled_from(["importance", "chain"]), d=dims, num=st.integers(1, 3))
 def test_importance_sampling_on_an_empty_batch(kind, d, num):
     target, proposal = gaussian_problem((0,), d, torch.float32)
@@ -295,12 +275,6 @@ def test_importance_sampling_on_an_empty_batch(kind, d, num):
     assert x.shape == (num, 0, d)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a proposal with NaN parameters and generator=None reaches torch's Normal.sample: raw "
-    "'normal expects all elements of std >= 0.0' RuntimeError (e.g. a GaussianAnchor given a NaN "
-    "obs); ProposalSampler returns NaN samples with a generator",
-)
 @given(
     kind=st.sampled_from(SAMPLER_KINDS),
     nan_in=st.sampled_from(["loc", "scale"]),
@@ -461,11 +435,6 @@ def test_mixture_draws_only_from_weighted_components(w, zero_second, num, seed):
     assert finite(mixture.log_prob(x))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Mixture casts weights to float32 before checking them: a positive weight below "
-    "1e-45 underflows to 0 (valid weights rejected as 'all zero'), a negative one passes as -0",
-)
 @given(tiny=st.floats(1e-300, 1e-46))
 def test_mixture_checks_weights_before_rounding_them(tiny):
     comp = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
