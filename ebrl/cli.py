@@ -634,34 +634,168 @@ def _write_json(path: Path, value: dict) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="evaluate a saved agent",
+        help="evaluate a saved agent (optionally recording videos)",
         description="Loads a checkpoint written by `ebrl train` (SAC or SoftQ) and prints the "
-        "mean and std of the return over fresh episodes as JSON.",
+        "mean and std of the return over fresh episodes as JSON. --video DIR records the "
+        "episodes, one MP4 each; --n-particles and --mala-steps change a SAC agent's acting "
+        "budget (with --stochastic: deterministic actions are the policy's mode, found by "
+        "gradient ascent, not by the sampler).",
     )
     p.add_argument("checkpoint", type=Path, help="path to model.pt")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
     p.add_argument("--seed", type=int, default=None, help="seed of the first episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions (default: mode)")
+    p.add_argument(
+        "--video",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the evaluation episodes to DIR/<algo>-<env>-episode-<i>.mp4 (same "
+        "returns as without; needs moviepy: pip install 'ebrl[video]')",
+    )
+    p.add_argument(
+        "--n-particles",
+        type=int,
+        default=None,
+        metavar="K",
+        help="sac, with --stochastic: importance particles per state when acting (>= 1; "
+        "default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--mala-steps",
+        type=int,
+        default=None,
+        metavar="M",
+        help="sac, with --stochastic: MALA steps after importance sampling when acting (>= 0; "
+        "default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default: %(default)s, fastest for these small networks)",
+    )
     p.set_defaults(run=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> dict:
-    from ebrl.agents import load_agent
+    import torch
+
+    from ebrl.agents import SAC, load_agent
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    budget = _acting_budget(args)
+    if args.video is not None:
+        from ebrl.video import require_video_dependency
+
+        try:
+            require_video_dependency()  # before loading anything
+        except ImportError as err:
+            raise ValueError(f"--video: {err}") from err
     start = time.perf_counter()
-    agent = load_agent(args.checkpoint)
-    result = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
+    agent = load_agent(args.checkpoint, **budget)
+    deterministic = not args.stochastic
+    videos = None
+    if args.video is None:
+        result = agent.evaluate(args.episodes, deterministic=deterministic, seed=args.seed)
+    else:
+        from ebrl.video import record_video
+
+        try:
+            result = record_video(
+                agent, args.video, args.episodes, deterministic=deterministic, seed=args.seed
+            )
+        except ImportError as err:  # a renderer the env needs (pygame)
+            raise ValueError(f"--video: {err}") from err
+        videos = [str(path) for path in result["videos"]]
+    sampler = repr(agent.policy.sampler) if isinstance(agent, SAC) else None  # SoftQ: exact
     return {
         "env": agent.env_id,
         "algo": type(agent).__name__.lower(),
         "checkpoint": str(args.checkpoint),
         "episodes": args.episodes,
+        "deterministic": deterministic,
         "mean_return": round(result["mean_return"], 2),
         "std_return": round(result["std_return"], 2),
+        "sampler": sampler,
+        "videos": videos,
         "wall_s": round(time.perf_counter() - start, 1),
     }
+
+
+def _acting_budget(args: argparse.Namespace) -> dict:
+    """--n-particles / --mala-steps as SAC config overrides: the loaded agent builds its
+    sampler from them as SAC always does (``agent.policy.sampler``)."""
+    from ebrl.agents.checkpoint import read_checkpoint
+
+    budget = {}
+    if args.n_particles is not None:
+        if args.n_particles < 1:
+            raise ValueError(f"--n-particles must be >= 1, got {args.n_particles}")
+        budget["n_particles"] = args.n_particles
+    if args.mala_steps is not None:
+        if args.mala_steps < 0:
+            raise ValueError(f"--mala-steps must be >= 0, got {args.mala_steps}")
+        budget["mala_steps"] = args.mala_steps
+    if not budget:
+        return budget
+    flags = " and ".join(f"--{name.replace('_', '-')}" for name in budget)
+    algo = read_checkpoint(args.checkpoint, "load_agent")["algo"]
+    if algo != "SAC":
+        raise ValueError(
+            f"{flags}: only SAC acts through a sampler; {args.checkpoint} holds a {algo} "
+            "agent, whose policy is exact (a softmax over its discrete actions)"
+        )
+    if not args.stochastic:
+        raise ValueError(
+            f"{flags}: the sampler draws SAC's actions only with --stochastic (deterministic "
+            "actions are the policy's mode, found by gradient ascent without it); add --stochastic"
+        )
+    return budget
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    from ebrl.plotting import DEFAULT_TAG
+
+    p = sub.add_parser(
+        "plot",
+        help="draw learning curves from run dirs' TensorBoard logs",
+        description="Reads one TensorBoard scalar from the event files of each run dir of "
+        "`ebrl train` and draws it against env steps: one curve per run and, for several "
+        "runs (e.g. seeds), their mean and min-max band on the steps all runs cover. Prints "
+        "{png, tag, points} as JSON (points: the values read per run).",
+    )
+    p.add_argument(
+        "run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories to draw"
+    )
+    p.add_argument(
+        "--tag",
+        default=DEFAULT_TAG,
+        help="the scalar to draw, e.g. eval/mean_return (ebrl train --eval-every) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("plot.png"),
+        help="image path; the format follows its suffix (default: %(default)s)",
+    )
+    p.add_argument("--title", default=None, help="plot title (default: the tag)")
+    p.set_defaults(run=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> dict:
+    from ebrl.plotting import plot_runs
+
+    curves = plot_runs(args.run_dirs, args.out, tag=args.tag, title=args.title)
+    return {"png": str(curves.png), "tag": curves.tag, "points": curves.points}
 
 
 # ----------------------------------------------------------------------------- fit-density
@@ -765,15 +899,19 @@ _TRAIN_DEFAULTS: dict = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ebrl import __version__
+
     parser = argparse.ArgumentParser(
         prog="ebrl", description="Energy-based reinforcement learning and generative EBMs."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     if not _TRAIN_DEFAULTS:
         train = sub.choices["train"]
         _TRAIN_DEFAULTS.update({a.dest: a.default for a in train._actions})
     _add_evaluate(sub)
+    _add_plot(sub)
     _add_sample_demo(sub)
     _add_fit_density(sub)
     return parser
