@@ -929,9 +929,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         parser.exit(130, f"ebrl {args.command}: interrupted\n")
     # What a user can cause: bad flags and files (ValueError, TypeError), files and disks
-    # (OSError), too big a model or batch (out of memory). Anything else is a bug in ebrl and
-    # keeps its traceback.
-    except (ValueError, TypeError, OSError, MemoryError, torch.OutOfMemoryError) as err:
+    # (OSError), a missing optional dependency (ImportError), too big a model or batch (out of
+    # memory). Anything else is a bug in ebrl and keeps its traceback.
+    except (
+        ValueError,
+        TypeError,
+        OSError,
+        ImportError,
+        MemoryError,
+        torch.OutOfMemoryError,
+    ) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         parser.exit(2, f"ebrl {args.command}: error: {message}\n")
     print(json.dumps(result))
