@@ -3,7 +3,7 @@ ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.ebrl-setup-stamp
 
-.PHONY: setup train test test-slow lint bench bench-sac
+.PHONY: setup train test test-slow lint bench bench-sac docs
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -30,3 +30,7 @@ bench: $(STAMP)
 # needs the bench extra (stable-baselines3): pip install -e ".[bench]"
 bench-sac: $(STAMP)
 	$(PY) scripts/bench_sac.py $(ARGS)
+
+# the HTML API reference from the docstrings into docs/api/ (needs: pip install -e ".[docs]")
+docs: $(STAMP)
+	$(PY) scripts/build_docs.py $(ARGS)

@@ -30,7 +30,7 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         raise TypeError(f"env must be a gymnasium id string, got {type(env_id).__name__}")
     try:
         return gym.make(env_id, **kwargs)
-    except gym.error.Error as err:
+    except (gym.error.Error, ImportError) as err:  # ImportError: "module:Env-v0" ids
         raise ValueError(f"unknown or unavailable env id {env_id!r}: {err}") from err
 
 
