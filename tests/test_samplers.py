@@ -415,3 +415,23 @@ def test_no_python_float_leak_in_stats_numpy_roundtrip():
     # stats are tensors a logger can convert once, after the call
     r = MALA(0.1, 3).sample(correlated_gaussian(2), normal_proposal((2,), 2, dtype=torch.float64))
     assert np.isfinite(r.stats["acceptance_rate"].numpy()).all()
+
+
+def test_sample_energy_draws_a_box_restricted_gaussian():
+    """sample_energy on a standard normal restricted to [0, 1] x [-1, 1]: the moments of the
+    truncated normal (scipy's), within 5 standard errors."""
+    from scipy.stats import truncnorm
+
+    from ebrl.samplers import sample_energy
+
+    x = sample_energy(lambda x: 0.5 * x.pow(2).sum(-1), 8192, ([0.0, -1.0], [1.0, 1.0]), seed=0)
+    assert x.shape == (8192, 2)
+    assert (x[:, 0] >= 0).all() and (x[:, 0] <= 1).all() and (x.abs()[:, 1] <= 1).all()
+    for i, (a, b) in enumerate(((0.0, 1.0), (-1.0, 1.0))):
+        mean, var = truncnorm.stats(a, b, moments="mv")
+        se = (float(var) / 8192) ** 0.5
+        assert abs(float(x[:, i].mean()) - float(mean)) < 5 * se
+    with pytest.raises(ValueError, match="dim="):
+        sample_energy(lambda x: x.sum(-1), 10, (-1.0, 1.0))
+    with pytest.raises(ValueError, match="low < high"):
+        sample_energy(lambda x: x.sum(-1), 10, (1.0, -1.0), dim=2)

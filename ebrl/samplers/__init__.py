@@ -7,6 +7,7 @@ MCMC samplers are pure steps over :class:`MCMCState` driven by one loop, :func:`
 """
 
 from ebrl.samplers.base import Box, SampleResult, SamplerWarning, draw, energy_and_grad
+from ebrl.samplers.box import sample_energy
 from ebrl.samplers.chain import Chain, Sampler
 from ebrl.samplers.importance import ImportanceSampler, effective_sample_size, log_normalizer
 from ebrl.samplers.langevin import MALA, Langevin, langevin_step, mala_step
@@ -42,4 +43,5 @@ __all__ = [
     "mala_step",
     "run_chain",
     "sample_chain",
+    "sample_energy",
 ]

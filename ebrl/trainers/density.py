@@ -27,7 +27,7 @@ from torch.distributions import Independent, Uniform
 from ebrl.data import toy2d
 from ebrl.energy import MLPEnergy
 from ebrl.metrics import grid_log_normalizer, grid_nll, grid_points
-from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin
+from ebrl.samplers import MALA, Langevin, sample_energy
 from ebrl.trainers.contrastive import ContrastiveDivergence
 from ebrl.trainers.fit import FitResult, fit
 from ebrl.trainers.score_matching import (
@@ -286,20 +286,9 @@ def fit_density(
 
 
 def model_samples(energy, n: int, seed: int = 0) -> Tensor:
-    """``n`` samples of ``exp(-E)`` on the box from the shared sampler: importance sampling with
-    uniform proposals (4096 particles per chain, 64 chains), then 20 MALA steps."""
-    check_int("model_samples", "n", n)
-    chains = 64
-    per = -(-n // chains)
+    """``n`` samples of ``exp(-E)`` on the toy box (:func:`ebrl.samplers.sample_energy`)."""
     box = tuple(tuple(b[i] for b in toy2d.BOUNDS) for i in (0, 1))  # ((x0, y0), (x1, y1))
-    sampler = Chain(
-        ImportanceSampler(4096, bounds=box), MALA(0.01, 20, bounds=box, warmup_steps=10)
-    )
-    generator = torch.Generator().manual_seed(seed)
-    result = sampler.sample(
-        energy, box_proposal(batch_shape=(chains,)), num_samples=per, generator=generator
-    )
-    return result.samples.reshape(-1, 2)[:n]
+    return sample_energy(energy, n, box, seed=seed)
 
 
 def plot_density(result: DensityResult, path: str | Path, n_samples: int = 20000) -> Path:
