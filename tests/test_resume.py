@@ -418,3 +418,23 @@ def test_an_episode_too_long_to_record_restarts_with_a_warning(tmp_path, monkeyp
     assert len(loaded.buffer) == 120 and loaded._last_obs is None
     loaded.learn(10, progress_bar=False, reset_num_timesteps=False)  # new episodes
     assert loaded.num_timesteps == 130
+
+
+def test_stable_baselines3_style_callback_objects_are_called():
+    class BaseCallback:  # the interface of SB3's BaseCallback, without SB3
+        def __init__(self):
+            self.n_calls, self.num_timesteps, self.model, self.locals = 0, 0, None, {}
+
+        def on_step(self) -> bool:
+            self.n_calls += 1
+            self.num_timesteps = self.model.num_timesteps
+            return self._on_step()
+
+    class StopAt(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.num_timesteps < 30
+
+    stop = StopAt()
+    agent = SoftQ("CartPole-v1", learning_starts=1000, hidden_sizes=(16,))
+    agent.learn(100, progress_bar=False, callback=stop)
+    assert stop.n_calls == 30 and agent.num_timesteps == 30 and "infos" in stop.locals

@@ -545,17 +545,30 @@ class OffPolicyAgent:
 
 
 def _callbacks(callback, owner: str) -> list[Callback]:
-    """``callback`` (None, one callable, or a list of callables) as a list."""
+    """``callback`` (None, one callback, or a list of them) as a list of callables. A callback
+    is a callable ``callback(agent, info)``, or a Stable-Baselines3-style object (one with
+    ``on_step()`` and ``_on_step()``, such as a ``BaseCallback`` subclass): its ``model`` is the
+    agent, its ``locals`` the step's ``info``, and ``on_step()`` is called after every step."""
     if callback is None:
         return []
     items = list(callback) if isinstance(callback, list | tuple) else [callback]
+    out = []
     for item in items:
-        if not callable(item):
+        if hasattr(item, "on_step") and hasattr(item, "_on_step"):
+            out.append(partial(_call_sb3_style, item))
+        elif callable(item):
+            out.append(item)
+        else:
             raise TypeError(
-                f"{owner}: callback must be a callable callback(agent, info) or a list of "
-                f"them, got {item!r}"
+                f"{owner}: callback must be a callable callback(agent, info), an object with "
+                f"on_step() (as Stable-Baselines3's BaseCallback), or a list of them; got {item!r}"
             )
-    return items
+    return out
+
+
+def _call_sb3_style(callback, agent: OffPolicyAgent, info: dict) -> bool | None:
+    callback.model, callback.locals = agent, info
+    return callback.on_step()
 
 
 class _DeferredInterrupt:
