@@ -438,3 +438,11 @@ def test_stable_baselines3_style_callback_objects_are_called():
     agent = SoftQ("CartPole-v1", learning_starts=1000, hidden_sizes=(16,))
     agent.learn(100, progress_bar=False, callback=stop)
     assert stop.n_calls == 30 and agent.num_timesteps == 30 and "infos" in stop.locals
+
+
+def test_no_progress_bar_flood_when_stderr_is_not_a_terminal(tmp_path):
+    run = _cli("train", "--steps", "150", "--eval-episodes", "1", *TINY, "--logdir", "p",
+               cwd=tmp_path)  # fmt: skip
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert "\r" not in err and "step/s" not in err  # tqdm hides its bar off a terminal
