@@ -3,7 +3,7 @@ ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.ebrl-setup-stamp
 
-.PHONY: setup train test test-slow lint bench bench-sac docs
+.PHONY: setup train test test-slow test-long lint bench bench-sac docs
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -19,6 +19,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(ARGS)
+
+# the Hypothesis properties with 500 fresh (random) examples each
+test-long: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_properties.py $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check ebrl tests scripts experiments
