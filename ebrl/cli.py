@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import difflib
 import inspect
 import itertools
 import json
 import os
+import re
 import shlex
 import sys
 import textwrap
@@ -121,10 +123,14 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser, classes: dict[str, type]) -> None:
+def _add_config_arguments(
+    parser: argparse.ArgumentParser, classes: dict[str, type], env: str
+) -> None:
     """One ``--field-name`` option per field of the config dataclasses of ``classes`` (algo ->
-    config class), typed from its default; fields shared by every algo in one group."""
+    config class), typed from its default; fields shared by every algo in one group. The
+    defaults shown are ``env``'s (its preset, where it has one)."""
     docs = {algo: field_docs(cls) for algo, cls in classes.items()}
+    resolved = {algo: cls.for_env(env) for algo, cls in classes.items()}
     owners: dict[str, list[str]] = {}
     for algo, cls in classes.items():
         for f in dataclasses.fields(cls):
@@ -134,7 +140,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser, classes: dict[str, ty
         **{a: parser.add_argument_group(f"{a} only") for a in classes},
     }
     for name, algos in owners.items():
-        values = {a: classes[a].__dataclass_fields__[name].default for a in algos}
+        values = {a: getattr(resolved[a], name) for a in algos}
         default = values[algos[0]]
         if len(set(map(repr, values.values()))) == 1:
             shown = f"default: {default}"
@@ -142,15 +148,20 @@ def _add_config_arguments(parser: argparse.ArgumentParser, classes: dict[str, ty
             shown = "defaults: " + ", ".join(f"{a} {v}" for a, v in values.items())
         doc = docs[algos[0]].get(name, "")
         # a None default is explained by the field's doc ("default -dim(A)"): say it once
-        help_text = doc if default is None and "default" in doc else f"{doc} ({shown})"
+        none = all(v is None for v in values.values())
+        help_text = doc if none and "default" in doc else f"{doc} ({shown})"
         group = groups["shared" if len(algos) == len(classes) else algos[0]]
         kind = type(default[0]) if isinstance(default, tuple) else type(default)
         kind = {bool: _bool, type(None): float}.get(kind, kind)
+        nargs = None
+        if isinstance(default, tuple):  # tuple[int, ...]: any length; tuple[float, float]: 2
+            annotation = str(classes[algos[0]].__dataclass_fields__[name].type)
+            nargs = "+" if "..." in annotation else len(default)
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
-            nargs="+" if isinstance(default, tuple) else None,
+            nargs=nargs,
             default=argparse.SUPPRESS,
             help=help_text,
         )
@@ -181,7 +192,7 @@ def _configs() -> dict[str, type]:
 _ALL_CONFIG_FIELDS: set[str] = set()
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
+def _add_train(sub: argparse._SubParsersAction, env: str) -> None:
     configs = _configs()
     _ALL_CONFIG_FIELDS.update(f.name for cls in configs.values() for f in dataclasses.fields(cls))
     p = sub.add_parser(
@@ -191,9 +202,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "pi(a|s) ∝ anchor(a|s) exp(Q(s,a)/T): SAC (continuous actions; acted by importance "
         "sampling from a learned actor mixed with the anchor, and optional MALA) or SoftQ "
         "(discrete actions; the exact softmax). Prints one JSON line with the final "
-        "evaluation and writes a checkpoint. Per-env presets (RL-Zoo's tuned values, e.g. "
-        "Pendulum-v1: --learning-rate 1e-3; CartPole-v1 and LunarLander-v3 for softq) apply "
-        "unless given as flags.",
+        "evaluation and writes a checkpoint. Per-env presets (RL-Zoo's tuned values where "
+        "they exist, ebrl.agents.presets) apply to every hyperparameter not given as a flag; "
+        f"the defaults shown below are {env}'s (`ebrl train --env ID --help` shows ID's).",
     )
     p.add_argument("--env", default="Pendulum-v1", help="gymnasium env id (default: %(default)s)")
     p.add_argument(
@@ -281,7 +292,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "machine, on one)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_config_arguments(p, configs)
+    _add_config_arguments(p, configs, env)
     p.set_defaults(run=_run_train)
 
 
@@ -898,15 +909,49 @@ def _run_fit_density(args: argparse.Namespace) -> dict:
 _TRAIN_DEFAULTS: dict = {}
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block: ``--help`` has it) and, for an unknown
+    flag, the closest known ones."""
+
+    def error(self, message: str):
+        unknown = re.findall(r"(--[\w-]+)", message) if "unrecognized" in message else []
+        known = sorted(_option_strings(self))
+        hints = [m for u in unknown for m in difflib.get_close_matches(u, known, n=1)]
+        if hints:
+            message += f" (did you mean {', '.join(hints)}?)"
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every ``--flag`` of ``parser`` and of its subcommands."""
+    out = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _option_strings(sub)
+    return out
+
+
+def _env_in(argv: Sequence[str]) -> str:
+    """The ``--env`` value in ``argv`` (default Pendulum-v1): ``--help`` shows its presets."""
+    argv = list(argv)
+    for i, token in enumerate(argv):
+        if token == "--env" and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith("--env="):
+            return token.split("=", 1)[1]
+    return "Pendulum-v1"
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     from ebrl import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ebrl", description="Energy-based reinforcement learning and generative EBMs."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_train(sub)
+    _add_train(sub, _env_in(argv))
     if not _TRAIN_DEFAULTS:
         train = sub.choices["train"]
         _TRAIN_DEFAULTS.update({a.dest: a.default for a in train._actions})
@@ -920,7 +965,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         result = args.run(args)

@@ -77,3 +77,29 @@ def test_anchored_training_reports_demonstrator_anchor_agent_and_kl(tmp_path, ca
         assert np.isfinite(report[key]), key
     assert report["final_kl_to_anchor"] >= 0
     assert -3000 < report["anchor_mean_return"] <= 0  # Pendulum's returns are negative
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--learnig-rate", "1e-3"], "did you mean --learning-rate?"),
+        (["train", "--learning-rate", "abc"], "argument --learning-rate: invalid float"),
+        (["train", "--temperature-bounds", "1"], "--temperature-bounds: expected 2 arguments"),
+    ],
+)
+def test_parse_errors_are_one_line_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_shows_the_presets_of_the_env_given(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--env", "CartPole-v1", "--help"])
+    pendulum_lr = SACConfig.for_env("Pendulum-v1").learning_rate
+    cartpole = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert f"softq {SoftQConfig.for_env('CartPole-v1').learning_rate}" in cartpole
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert f"sac {pendulum_lr}" in " ".join(capsys.readouterr().out.split())
