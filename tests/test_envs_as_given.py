@@ -83,3 +83,16 @@ def test_the_python_api_uses_the_env_preset_as_the_cli_does():
     assert SAC("Pendulum-v1").config.learning_rate == 1e-3  # RL-Zoo's, not the default 3e-4
     assert SAC("Pendulum-v1", learning_rate=5e-4).config.learning_rate == 5e-4
     assert SAC("Pendulum-v1", config=SACConfig()).config.learning_rate == SACConfig().learning_rate
+
+
+def test_a_checkpoint_without_a_recorded_spec_falls_back_to_its_env_id(tmp_path):
+    """Checkpoints written before env specs were recorded (no ``env_spec`` key) load from
+    their env id; ebrl's own MultiGoal env has a JSON spec."""
+    import torch
+
+    agent = SAC("ebrl/MultiGoal-v0", **SMALL)
+    assert agent.env_recipe is not None
+    state = agent.state_dict()
+    del state["env_spec"]
+    torch.save(state, tmp_path / "old.pt")
+    assert SAC.load(tmp_path / "old.pt").env_id == "ebrl/MultiGoal-v0"

@@ -171,7 +171,9 @@ def load(cls: type[OffPolicyAgent], path, env=None, anchor=None, device="auto", 
             env = partial(env_from_recipe, recipe)
         else:
             env = state.get("env_id")
-            if env is not None and state.get("format") != "ebrl.agent/1":
+            # None with the key present: the spec was not JSON (wrappers holding functions);
+            # no key: a checkpoint from before specs were recorded, rebuilt from its id
+            if env is not None and "env_spec" in state:
                 raise ValueError(
                     f"{owner}: the checkpoint does not record how to rebuild its env "
                     f"{env!r} (wrappers holding functions?); pass env="
