@@ -536,7 +536,7 @@ def _anchor_report(agent, episodes: int) -> dict:
             action = anchor(obs_t).sample()[0].numpy()
         return action + start if action.ndim == 0 else action
 
-    env, own = agent._make_eval_env()
+    env, own = agent.make_eval_env()
     try:
         anchor_eval = evaluate_policy(act, env, episodes, agent.seed + 10_000)
     finally:

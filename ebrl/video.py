@@ -24,8 +24,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RecordVideo
 
-from ebrl.agents.evaluation import evaluate_policy
-
 __all__ = ["record_video", "require_video_dependency"]
 
 INSTALL_HINT = "install with: pip install 'ebrl[video]'"
@@ -68,7 +66,7 @@ def record_video(
         ValueError: bad arguments, or an env that cannot render RGB frames.
     """
     name = "record_video"
-    if not callable(getattr(agent, "predict", None)) or not hasattr(agent, "_make_eval_env"):
+    if not callable(getattr(agent, "evaluate_on", None)):
         raise TypeError(f"{name}: agent must be an ebrl agent (SAC, SoftQ), got {agent!r}")
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, int | np.integer):
         raise ValueError(f"{name}: n_episodes must be an int >= 1, got {n_episodes!r}")
@@ -97,20 +95,11 @@ def record_video(
             name_prefix=prefix,
             disable_logger=True,
         )
-    # Recording never changes training: the agent's random stream is put back after, as in
-    # evaluate().
-    state = agent.generator.get_state()
-    try:
-        result = evaluate_policy(
-            lambda o: agent.predict(o, deterministic=deterministic)[0],
-            recorder,
-            int(n_episodes),
-            seed,
-        )
+    try:  # evaluate_on puts the agent's random stream back: recording never changes training
+        result = agent.evaluate_on(recorder, int(n_episodes), deterministic, seed)
     except gym.error.DependencyNotInstalled as err:  # e.g. pygame for classic control
         raise ImportError(f"{name}: {agent.env_id} cannot render frames: {err}") from err
     finally:
-        agent.generator.set_state(state)
         recorder.close()  # writes the last episode's video
     videos = [directory / f"{prefix}-episode-{i}.mp4" for i in range(n_episodes)]
     missing = [str(path) for path in videos if not path.is_file()]
@@ -123,11 +112,7 @@ def _rendering_env(agent) -> gym.Env:
     """The agent's evaluation env rebuilt from its gymnasium spec with
     ``render_mode="rgb_array"`` (kwargs and wrappers as in the spec)."""
     name = "record_video"
-    if agent._make_eval_env is None:
-        raise ValueError(
-            f"{name}: cannot build an env like the training env: {agent._why_no_eval_env}"
-        )
-    env, own = agent._make_eval_env()
+    env, own = agent.make_eval_env()
     spec, modes = env.spec, list(env.metadata.get("render_modes", []))
     if own:
         env.close()

@@ -286,6 +286,12 @@ def _model_params(path: Path) -> dict:
 TIMING = ("wall_s", "env_steps_per_s", "checkpoint", "logdir")
 
 
+def _wait_for(path: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def test_kill_9_then_resume_gives_the_uninterrupted_run(tmp_path):
     argv = [
         "train",
@@ -301,9 +307,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_run(tmp_path):
     straight = _cli(*argv, "--logdir", "a", cwd=tmp_path)
     killed = _cli(*argv, "--logdir", "b", cwd=tmp_path)
     run_b = tmp_path / "b" / "Pendulum-v1_sac_0"
-    deadline = time.time() + 120
-    while not (run_b / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for(run_b / "checkpoint.pt")
     time.sleep(0.3)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
@@ -328,9 +332,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_run(tmp_path):
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     run = _cli("train", "--steps", "100000", "--no-progress", *TINY, "--logdir", "r", cwd=tmp_path)
     run_dir = tmp_path / "r" / "Pendulum-v1_sac_0"
-    deadline = time.time() + 120
-    while not (run_dir / "run.json").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for(run_dir / "run.json")
     time.sleep(3)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)

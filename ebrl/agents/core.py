@@ -355,27 +355,34 @@ class OffPolicyAgent:
         start, first, last_log = time.perf_counter(), self.num_timesteps, self.num_timesteps
         end = self.num_timesteps + total_timesteps
         purge = None if reset_num_timesteps else self.num_timesteps
-        with (
-            RunLogger(self.tensorboard_log, total_timesteps, progress_bar, name, purge) as log,
-            _DeferredInterrupt() as interrupt,
-        ):
-            self.logger = log
-            while self.num_timesteps < end and not interrupt.requested:
-                info = self._collect(log, stats)
-                if (
-                    self.num_timesteps >= cfg.learning_starts
-                    and (self.num_timesteps // n_envs) % cfg.train_freq == 0
-                ):
-                    for _ in range(cfg.gradient_steps):
-                        stats.add(self.update(self.buffer.sample(cfg.batch_size, self.generator)))
+        try:
+            with (
+                RunLogger(self.tensorboard_log, total_timesteps, progress_bar, name, purge) as log,
+                _DeferredInterrupt() as interrupt,
+            ):
+                self.logger = log
+                while self.num_timesteps < end and not interrupt.requested:
+                    info = self._collect(log, stats)
+                    if (
+                        self.num_timesteps >= cfg.learning_starts
+                        and (self.num_timesteps // n_envs) % cfg.train_freq == 0
+                    ):
+                        for _ in range(cfg.gradient_steps):
+                            stats.add(
+                                self.update(self.buffer.sample(cfg.batch_size, self.generator))
+                            )
 
-                if self.num_timesteps - last_log >= cfg.log_interval or self.num_timesteps >= end:
-                    self._write_logs(log, stats, (self.num_timesteps - first), start)
-                    last_log = self.num_timesteps
-                stop = [cb(self, info) is False for cb in callbacks]
-                if any(stop):
-                    break
-            self.logger = None
+                    if (
+                        self.num_timesteps - last_log >= cfg.log_interval
+                        or self.num_timesteps >= end
+                    ):
+                        self._write_logs(log, stats, (self.num_timesteps - first), start)
+                        last_log = self.num_timesteps
+                    stop = [cb(self, info) is False for cb in callbacks]
+                    if any(stop):
+                        break
+        finally:
+            self.logger = None  # the run's logger exists only while learn() runs
         self.learn_wall_s = time.perf_counter() - start
         if interrupt.requested:
             raise KeyboardInterrupt(f"{name}.learn: interrupted at step {self.num_timesteps}")
@@ -488,18 +495,36 @@ class OffPolicyAgent:
     ) -> dict:
         """Mean and std of the undiscounted return over ``n_episodes`` fresh episodes (episode
         ``i`` reset with ``seed + i``; default ``seed``: the agent's seed + 10000), on an env
-        built as the training env was (its gymnasium spec with kwargs and wrappers, the user's
-        factory, or the ``eval_env`` given to the agent); never on another env."""
-        name = type(self).__name__
+        built as the training env was (:meth:`make_eval_env`); never on another env."""
+        env, own = self.make_eval_env()
+        try:
+            return self.evaluate_on(env, n_episodes, deterministic, seed)
+        finally:
+            if own:
+                env.close()
+
+    def make_eval_env(self) -> tuple[gym.Env, bool]:
+        """A fresh env built as the training env was (its gymnasium spec with kwargs and
+        wrappers, the user's factory, or the ``eval_env`` given to the agent), and whether the
+        caller should close it; a clear error where no such env can be built."""
         if self._make_eval_env is None:
             raise ValueError(
-                f"{name}.evaluate: cannot build an env like the training env: "
+                f"{type(self).__name__}: cannot build an env like the training env: "
                 f"{self._why_no_eval_env}; pass eval_env= (an env or a factory () -> Env) "
                 "to the agent, or make the env with gym.make"
             )
+        return self._make_eval_env()
+
+    def evaluate_on(
+        self,
+        env: gym.Env,
+        n_episodes: int = 10,
+        deterministic: bool = True,
+        seed: int | None = None,
+    ) -> dict:
+        """:meth:`evaluate` on a given ``env`` (e.g. one wrapped to record video). Evaluating
+        never changes training: the agent's random stream is put back after."""
         seed = self.seed + 10_000 if seed is None else seed
-        env, own = self._make_eval_env()
-        # Evaluating never changes training: the agent's random stream is put back after.
         state = self.generator.get_state()
         try:
             return evaluate_policy(
@@ -507,8 +532,6 @@ class OffPolicyAgent:
             )
         finally:
             self.generator.set_state(state)
-            if own:
-                env.close()
 
     # ------------------------------------------------------------------ checkpoints
 
