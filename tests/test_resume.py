@@ -448,3 +448,22 @@ def test_no_progress_bar_flood_when_stderr_is_not_a_terminal(tmp_path):
     _, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
     assert "\r" not in err and "step/s" not in err  # tqdm hides its bar off a terminal
+
+
+def test_callbacks_buffer_state_and_evaluate_on_reject_bad_input():
+    with pytest.raises(TypeError, match="every"):
+        CheckpointCallback(1.5, "x.pt")
+    with pytest.raises(ValueError, match="every"):
+        CheckpointCallback(0, "x.pt")
+    with pytest.raises(ValueError, match="n_episodes"):
+        EvalCallback(100, n_episodes=0)
+    agent = SAC("Pendulum-v1", seed=0, **SMALL).learn(120, progress_bar=False)
+    state = agent.buffer.state_dict()
+    with pytest.raises(ValueError, match="size"):
+        agent.buffer.load_state_dict({**state, "position": 7})  # not where 120 would end
+    with pytest.raises(ValueError, match=r"obs must be a torch\.float32 tensor"):
+        agent.buffer.load_state_dict({**state, "obs": state["obs"][:5]})
+    with pytest.raises(TypeError, match="evaluate_on: env must be a gymnasium Env"):
+        agent.evaluate_on("Pendulum-v1", 1)
+    result = agent.evaluate_on(gym.make("Pendulum-v1", max_episode_steps=20), 2)
+    assert result["lengths"] == [20, 20]

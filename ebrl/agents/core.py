@@ -524,6 +524,11 @@ class OffPolicyAgent:
     ) -> dict:
         """:meth:`evaluate` on a given ``env`` (e.g. one wrapped to record video). Evaluating
         never changes training: the agent's random stream is put back after."""
+        if not isinstance(env, gym.Env):
+            raise TypeError(
+                f"{type(self).__name__}.evaluate_on: env must be a gymnasium Env, got "
+                f"{type(env).__name__}"
+            )
         seed = self.seed + 10_000 if seed is None else seed
         state = self.generator.get_state()
         try:
