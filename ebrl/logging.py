@@ -3,6 +3,7 @@ and the results.md writer the studies share."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,8 +40,10 @@ class RunLogger:
             self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
         self.bar = tqdm(
             total=total,
-            # None: tqdm hides the bar when stderr is not a terminal (a log file, CI)
-            disable=None if progress_bar else True,
+            # hidden when stderr is not a terminal (a log file, CI: no carriage-return flood),
+            # shown in a notebook, where tqdm.auto draws a widget (tqdm's own disable=None
+            # would hide it there: a kernel's stderr is not a terminal).
+            disable=not (progress_bar and (sys.stderr.isatty() or "ipykernel" in sys.modules)),
             desc=desc,
             unit="step",
             dynamic_ncols=True,
