@@ -467,3 +467,20 @@ def test_callbacks_buffer_state_and_evaluate_on_reject_bad_input():
         agent.evaluate_on("Pendulum-v1", 1)
     result = agent.evaluate_on(gym.make("Pendulum-v1", max_episode_steps=20), 2)
     assert result["lengths"] == [20, 20]
+
+
+def test_the_progress_bar_shows_on_a_terminal_and_hides_in_a_log(monkeypatch):
+    import io
+
+    from ebrl.logging import RunLogger
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, hidden in ((Terminal(), False), (io.StringIO(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        log = RunLogger(None, 10, progress_bar=True)
+        assert log.bar.disable is hidden
+        log.close()
+    assert RunLogger(None, 10, progress_bar=False).bar.disable is True
