@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from gymnasium import spaces
@@ -18,10 +19,13 @@ from ebrl.validation import check_int
 
 __all__ = [
     "AnchoredEnergy",
+    "WeightedCost",
     "anchored_sampler",
+    "check_cost",
     "check_temperature",
     "distribution_centre",
     "importance_stage",
+    "invalid_cost_error",
     "mode_search",
     "sampler_bounds",
     "support_bounds",
@@ -48,6 +52,47 @@ def check_temperature(value: object) -> float | Tensor:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{_OWNER}: temperature must be finite and > 0, got {value!r}")
     return value
+
+
+class WeightedCost(NamedTuple):
+    """One term ``weight · cost`` of a composed policy (:meth:`AnchoredPolicy.compose`)."""
+
+    cost: Callable[..., Tensor]
+    weight: float
+
+
+def check_cost(cost: object, weight: object) -> WeightedCost:
+    """``(cost, float(weight))`` after checking that ``cost`` is callable and ``weight`` a finite
+    real number >= 0 (a Python number, so that ``weight > 0`` needs no host sync)."""
+    owner = f"{_OWNER}.compose"
+    if not callable(cost):
+        raise TypeError(
+            f"{owner}: cost must be callable (obs, actions[n, B, d]) -> [n, B], or obs -> "
+            f"[B, n_actions] for discrete actions; got {type(cost).__name__}"
+        )
+    if isinstance(weight, Tensor) and weight.numel() == 1 and not weight.requires_grad:
+        weight = weight.item()
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+        raise TypeError(
+            f"{owner}: weight must be a real number (float), got {type(weight).__name__}"
+        )
+    weight = float(weight)
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(
+            f"{owner}: weight must be finite and >= 0, got {weight!r} (an infinite penalty is a "
+            "cost that returns +inf: it removes those actions exactly)"
+        )
+    return WeightedCost(cost, weight)
+
+
+def invalid_cost_error(owner: str, index: int, term: WeightedCost) -> ValueError:
+    """The error for a cost that returned NaN or ``-inf`` (an infinitely likely action)."""
+    name = getattr(term.cost, "__name__", type(term.cost).__name__)
+    return ValueError(
+        f"{owner}: cost #{index} ({name}, weight {term.weight:g}) returned NaN or -inf for some "
+        "actions; a cost must be finite or +inf (+inf removes the action; -inf would make it "
+        "infinitely likely)"
+    )
 
 
 def sampler_bounds(sampler: object) -> tuple | None:
@@ -99,10 +144,14 @@ def importance_stage(sampler: object) -> ImportanceSampler | None:
 
 
 class AnchoredEnergy(Energy):
-    """``E(a) = -(log anchor(a|s) + Q(s, a) / T)`` over actions ``[n, B, d] -> [n, B]``.
+    """``E(a) = -(log anchor(a|s) + Q(s, a) / T - sum_i w_i cost_i(s, a))`` over actions
+    ``[n, B, d] -> [n, B]``.
 
-    ``+inf`` wherever the anchor has zero density (whatever ``Q`` is there). Built by
-    :meth:`AnchoredPolicy.energy` for a fixed batch of observations; any ebrl sampler accepts it.
+    ``+inf`` wherever the anchor has zero density or a cost of weight ``w_i > 0`` is ``+inf``
+    (whatever ``Q`` is there). A cost that is NaN or ``-inf`` makes the energy NaN there (so the
+    samplers' own checks stop), and is recorded, outside ``torch.compile``, for
+    :meth:`check_costs` to name. Built by :meth:`AnchoredPolicy.energy` for a fixed batch of
+    observations; any ebrl sampler accepts it.
     """
 
     def __init__(
@@ -111,17 +160,22 @@ class AnchoredEnergy(Energy):
         utility: Callable[[Tensor, Tensor], Tensor],
         obs: Tensor,
         temperature: float | Tensor,
+        costs: tuple[WeightedCost, ...] = (),
     ):
         super().__init__()
         self.anchor = anchor
         self.utility = utility
         self.obs = obs
         self.temperature = temperature
+        self.costs = tuple(costs)
         self.batch = obs.shape[0]
         self.action_dim = anchor.event_shape[0]
+        # per cost: a 0-dim bool tensor, "NaN or -inf seen" (no host sync until check_costs)
+        self._invalid: list[Tensor | None] = [None] * len(self.costs)
 
-    def log_target(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(log anchor(a) + Q(a) / T, log anchor(a), Q(a))``, each ``[n, B]``."""
+    def log_target(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(log anchor(a) + Q(a) / T - sum_i w_i c_i(a), log anchor(a), Q(a), sum_i w_i
+        c_i(a))``, each ``[n, B]`` (the last is zeros without costs)."""
         shape = (self.batch, self.action_dim)
         if not isinstance(actions, Tensor) or actions.dim() != 3 or actions.shape[1:] != shape:
             raise ValueError(
@@ -138,8 +192,37 @@ class AnchoredEnergy(Energy):
             )
         t = self.temperature
         t = t.to(q.device) if isinstance(t, Tensor) else t
-        log_target = torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / t)
-        return log_target, log_anchor, q
+        logit = log_anchor + q / t
+        removed = log_anchor == -math.inf
+        total = torch.zeros_like(logit)
+        invalid = None
+        for i, term in enumerate(self.costs):
+            c = term.cost(self.obs, actions)
+            if not isinstance(c, Tensor) or c.shape != actions.shape[:2]:
+                raise ValueError(
+                    f"{_OWNER}: cost #{i} (obs, actions[n, B, d]) must return [n, B] = "
+                    f"{tuple(actions.shape[:2])}, got "
+                    f"{tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__}"
+                )
+            bad = torch.isnan(c) | (c == -math.inf)
+            invalid = bad if invalid is None else invalid | bad
+            if not torch.compiler.is_compiling():  # a side effect: eager calls only
+                seen = bad.any()
+                self._invalid[i] = seen if self._invalid[i] is None else self._invalid[i] | seen
+            if term.weight > 0:  # weight 0: evaluated and checked, contributes nothing
+                removed = removed | (c == math.inf)
+                total = total + term.weight * c
+        log_target = torch.where(removed, -math.inf, logit - total)
+        if invalid is not None:
+            log_target = torch.where(invalid, math.nan, log_target)
+        return log_target, log_anchor, q, total
+
+    def check_costs(self, owner: str = _OWNER) -> None:
+        """Raises ``ValueError`` naming the first cost that returned NaN or ``-inf`` in an eager
+        call so far (one host sync; nothing without costs)."""
+        for i, (term, seen) in enumerate(zip(self.costs, self._invalid, strict=True)):
+            if seen is not None and bool(seen):
+                raise invalid_cost_error(owner, i, term)
 
     def forward(self, actions: Tensor) -> Tensor:
         return -self.log_target(actions)[0]
