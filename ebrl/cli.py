@@ -230,7 +230,8 @@ def _add_train(sub: argparse._SubParsersAction, env: str) -> None:
         help="behaviour-clone an anchor (GaussianAnchor for sac, CategoricalAnchor for softq) "
         "on these demonstrations (ebrl.data.demos, e.g. `python -m ebrl.data.demos pendulum "
         "--out demos.npz`) and regularise the policy toward it by KL (default: uniform anchor, "
-        "i.e. max-entropy RL)",
+        "i.e. max-entropy RL); the run's anchor.json compares the anchor's return, sampled and "
+        "by its mode, with the demonstrator's",
     )
     p.add_argument(
         "--plain-sac",
@@ -328,6 +329,8 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
     bc = {
         "heldout_nll": round(report.heldout_nll, 4),
         "epochs": report.epochs_run,
+        "demo_episodes": len(demos.returns),
+        "demo_steps": len(demos),
         "demo_mean_return": round(float(np.mean(demos.returns)), 2),
     }
     return anchor, bc
@@ -518,27 +521,55 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
 
 
 def _anchor_report(agent, episodes: int) -> dict:
-    """What judges an anchored run: the cloned anchor's own return (acting by sampling its
-    distribution, as a demonstrator does; the same episode seeds as the agent's evaluation),
-    and the agent's KL to it on the last 1000 states it trained on (exact for discrete actions,
-    the sampler's estimate for continuous ones)."""
+    """What judges an anchored run: the cloned anchor's own return acting by sampling its
+    distribution (as the noisy demonstrator whose ``demo_mean_return`` it is compared with
+    did), and acting by its mode (its most likely action: the argmax, or ``squash(mu)`` for a
+    squashed Gaussian; ``None`` for an anchor without one), both on the same episode seeds as the
+    agent's evaluation; and the agent's KL to it on the last 1000 states it trained on (exact
+    for discrete actions, the sampler's estimate for continuous ones). A sampled return far
+    below the demonstrator's with a mode return near it says the anchor is too wide; both far
+    below, that it did not learn the demonstrator (too few demonstrations: issue 12)."""
     import torch
+    from torch.distributions import Categorical, Independent, Normal
 
     from ebrl.agents import evaluate_policy
+    from ebrl.policies.distributions import SquashedDistribution
 
     anchor, generator = agent.user_anchor, torch.Generator().manual_seed(agent.seed)
     start = getattr(agent, "action_start", 0)
 
-    def act(obs):
-        obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+    def sampled(dist):
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
-            action = anchor(obs_t).sample()[0].numpy()
-        return action + start if action.ndim == 0 else action
+            return dist.sample()
 
+    def mode(dist):
+        if isinstance(dist, Categorical):
+            return dist.probs.argmax(-1)
+        return dist.median  # NotImplementedError for a mixture base
+
+    def policy(choose):
+        def act(obs):
+            obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+            with torch.no_grad():
+                action = choose(anchor(obs_t))[0].numpy()
+            return action + start if action.ndim == 0 else action
+
+        return act
+
+    with torch.no_grad():
+        probe = anchor(agent.buffer.obs[:1].float().flatten(1))
+    has_mode = isinstance(probe, Categorical) or (
+        isinstance(probe, SquashedDistribution)
+        and isinstance(probe.base_dist, Independent)
+        and isinstance(probe.base_dist.base_dist, Normal)
+    )
     env, own = agent.make_eval_env()
     try:
-        anchor_eval = evaluate_policy(act, env, episodes, agent.seed + 10_000)
+        anchor_eval = evaluate_policy(policy(sampled), env, episodes, agent.seed + 10_000)
+        mode_eval = (
+            evaluate_policy(policy(mode), env, episodes, agent.seed + 10_000) if has_mode else None
+        )
     finally:
         if own:
             env.close()
@@ -549,6 +580,9 @@ def _anchor_report(agent, episodes: int) -> dict:
     return {
         "anchor_mean_return": round(anchor_eval["mean_return"], 2),
         "anchor_std_return": round(anchor_eval["std_return"], 2),
+        "anchor_mode_mean_return": None
+        if mode_eval is None
+        else round(mode_eval["mean_return"], 2),
         "final_kl_to_anchor": round(float(kl.mean()), 4),
     }
 

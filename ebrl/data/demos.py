@@ -325,7 +325,7 @@ def lunar_lander_demos(
 
 
 def pendulum_demos(
-    n_episodes: int = 10,
+    n_episodes: int = 100,
     *,
     noise_std: float = 0.2,
     epsilon: float = 0.0,
@@ -333,8 +333,13 @@ def pendulum_demos(
 ) -> Demonstrations:
     """Noisy demonstrations from :func:`pendulum_swing_up` on ``Pendulum-v1`` (200 steps each).
 
+    Most of an episode is balancing at the top; the swing-up that a clone must also learn is the
+    first few dozen steps. Ten episodes (the old default) hold about 270 swing-up states, and a
+    ``GaussianAnchor`` cloned from them never swung up (its mode returned -1005 against the
+    demonstrator's -122 over 20 episodes); from 100 episodes its mode returned -122 (issue 12).
+
     Args:
-        n_episodes: episodes to record.
+        n_episodes: episodes to record (100 by default: 20,000 steps, a few seconds).
         noise_std: Gaussian noise on the torque (N m) before clipping to ``[-2, 2]``.
         epsilon: probability of a uniformly random torque at each step.
         seed: env reset seed and noise seed.
@@ -369,7 +374,13 @@ def main(argv: list[str] | None = None) -> None:
         help="LunarLander-v3 (heuristic pilot), LunarLanderContinuous-v3, or Pendulum-v1 "
         "(energy-shaping swing-up controller)",
     )
-    parser.add_argument("--episodes", type=int, default=10, help="episodes to record (default: 10)")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="episodes to record (default: 100 for pendulum, whose swing-up is a short part of "
+        "each episode, 10 for the landers)",
+    )
     parser.add_argument(
         "--boltzmann-temperature",
         type=float,
@@ -394,11 +405,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.env == "pendulum":
         noise = 0.2 if args.noise_std is None else args.noise_std
-        demos = pendulum_demos(args.episodes, noise_std=noise, epsilon=args.epsilon, seed=args.seed)
+        episodes = 100 if args.episodes is None else args.episodes
+        demos = pendulum_demos(episodes, noise_std=noise, epsilon=args.epsilon, seed=args.seed)
     else:
         continuous = args.env == "lunarlander-continuous"
         demos = lunar_lander_demos(
-            args.episodes,
+            10 if args.episodes is None else args.episodes,
             continuous=continuous,
             boltzmann_temperature=args.boltzmann_temperature,
             noise_std=(args.noise_std or 0.0),
