@@ -217,10 +217,25 @@ def _add_train(sub: argparse._SubParsersAction, env: str) -> None:
         "--steps",
         type=int,
         default=DEFAULT_TRAIN_STEPS,
-        help="env steps in total (default: %(default)s)",
+        help="env steps in total; under torchrun, of all ranks together (each of N ranks "
+        "steps 1/N of them) (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of networks, sampler and envs")
-    p.add_argument("--num-envs", type=int, default=1, help="parallel envs (one sampler call)")
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        default=1,
+        help="parallel envs (one sampler call for all; per rank under torchrun)",
+    )
+    p.add_argument(
+        "--vectorization",
+        default="sync",
+        choices=("sync", "async"),
+        help="sync: the envs step one after another in this process; async: each in its own "
+        "worker process (gymnasium's AsyncVectorEnv; worth it for MuJoCo/Box2D envs with "
+        "--num-envs > 1, not for classic control); the same run either way "
+        "(default: %(default)s)",
+    )
     p.add_argument("--temperature", default="auto", help="'auto' or a fixed float > 0")
     p.add_argument(
         "--anchor",
@@ -264,7 +279,9 @@ def _add_train(sub: argparse._SubParsersAction, env: str) -> None:
         default=None,
         metavar="N",
         help="save the whole training state to RUN_DIR/checkpoint.pt every N env steps "
-        "(continue a killed run with --resume RUN_DIR) (default: only at the end, or on Ctrl-C)",
+        "(continue a killed run with --resume RUN_DIR; under torchrun each rank r > 0 also "
+        "writes its own buffer, envs and generator to RUN_DIR/checkpoint.rank{r}.pt) "
+        "(default: only at the end, or on Ctrl-C)",
     )
     p.add_argument(
         "--eval-every",
@@ -343,18 +360,25 @@ RESUME_FLAGS = {"resume", "no_progress", "threads", "device", "run", "command"}
 def _run_train(args: argparse.Namespace) -> dict:
     if args.resume is not None:
         return _resume_train(args)
+    from ebrl import distributed
+
     _check_train_args(args)
     config = _train_config(args)
-    run_dir = _new_run_dir(args.logdir, f"{args.env.replace('/', '_')}_{args.algo}_{args.seed}")
-    record = {
-        "format": "ebrl.run/1",
-        "command": shlex.join(["ebrl", *sys.argv[1:]]),
-        "args": _plain_args(args),
-        "config": dataclasses.asdict(config),
-        "versions": _versions(),
-    }
-    _write_json(run_dir / RUN_RECORD, record)
-    print(f"ebrl train: run directory {run_dir}", file=sys.stderr)
+    run_dir = None
+    if distributed.is_main():  # rank 0 makes the run directory; the others learn its name
+        stem = f"{args.env.replace('/', '_')}_{args.algo}_{args.seed}"
+        run_dir = _new_run_dir(args.logdir, stem)
+        record = {
+            "format": "ebrl.run/1",
+            "command": shlex.join(["ebrl", *sys.argv[1:]]),
+            "args": _plain_args(args),
+            "world_size": distributed.world_size(),
+            "config": dataclasses.asdict(config),
+            "versions": _versions(),
+        }
+        _write_json(run_dir / RUN_RECORD, record)
+        print(f"ebrl train: run directory {run_dir}", file=sys.stderr)
+    run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
     return _train(args, config, run_dir, agent=None)
 
 
@@ -368,10 +392,18 @@ def _check_train_args(args: argparse.Namespace) -> None:
     for flag in ("steps", "threads", "eval_episodes", "num_envs"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    from ebrl import distributed
+
+    per_collect = args.num_envs * distributed.world_size()  # env steps of one collect, all ranks
     for flag in ("checkpoint_every", "eval_every"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+        if value is not None and distributed.is_distributed() and value % per_collect:
+            raise ValueError(
+                f"--{flag.replace('_', '-')} must be a multiple of --num-envs x ranks "
+                f"({per_collect}) under torchrun, got {value}"
+            )
     if not 0 <= args.seed < 2**63:
         raise ValueError(f"--seed must be >= 0 and < 2**63, got {args.seed}")
     if args.plain_sac and args.algo != "sac":
@@ -450,8 +482,10 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
     saves it, evaluates it, and returns the result JSON (also written to ``result.json``)."""
     import torch
 
+    from ebrl import distributed
     from ebrl.agents import SAC, CheckpointCallback, EvalCallback, SoftQ
 
+    main = distributed.is_main()  # under torchrun only rank 0 evaluates and writes results
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     report_path = run_dir / "anchor.json"
@@ -459,7 +493,8 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
         bc = None
         if args.anchor is not None:
             anchor, bc = _behaviour_cloned_anchor(args.anchor, args.env, args.seed)
-            _write_json(report_path, bc)
+            if main:
+                _write_json(report_path, bc)
         agent = {"sac": SAC, "softq": SoftQ}[args.algo](
             args.env,
             anchor=None if args.anchor is None else anchor,
@@ -469,13 +504,15 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
             tensorboard_log=run_dir,
             num_envs=args.num_envs,
             config=config,
+            vectorization=args.vectorization,
         )
     bc = json.loads(report_path.read_text()) if report_path.is_file() else None
-    checkpoint = run_dir / "checkpoint.pt"
+    # under torchrun, rank r > 0 keeps its own buffer, envs, generator in checkpoint.rank{r}.pt
+    checkpoint = distributed.rank_path(run_dir / "checkpoint.pt")
     callbacks = []
     if args.checkpoint_every is not None:
         callbacks.append(CheckpointCallback(args.checkpoint_every, checkpoint))
-    if args.eval_every is not None:
+    if args.eval_every is not None and main:
         callbacks.append(
             EvalCallback(
                 args.eval_every, args.eval_episodes, best_model_path=run_dir / "best_model.pt"
@@ -498,6 +535,10 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
                 f"{checkpoint}; continue with: ebrl train --resume {run_dir}"
             ) from None
     train_s = time.perf_counter() - start
+    if distributed.is_distributed():
+        agent.save(checkpoint)  # every rank's final state: what --resume restores
+    if not main:
+        return None
     out = agent.save(args.out or run_dir / "model.pt")  # saved before evaluating: never lost
     evaluation = agent.evaluate(args.eval_episodes)
     if bc is not None:
@@ -591,6 +632,7 @@ def _resume_train(args: argparse.Namespace) -> dict:
     """``--resume RUN_DIR``: the recorded flags, and the agent from the final model (a
     finished run: evaluated again), the last checkpoint, or nothing (killed before its first
     checkpoint: trained from the start, with the same seed, so the same result)."""
+    from ebrl import distributed
     from ebrl.agents import load_agent
     from ebrl.agents.checkpoint import read_checkpoint
 
@@ -622,15 +664,26 @@ def _resume_train(args: argparse.Namespace) -> dict:
     saved.resume = None
     _check_train_args(saved)
     config = _train_config(saved)
+    world, ranks = record.get("world_size", 1), distributed.world_size()
+    if world != ranks:
+        how = "without torchrun" if world == 1 else f"with torchrun --nproc_per_node={world}"
+        raise ValueError(
+            f"--resume: {run_dir} was trained on {world} rank(s), this is {ranks}; "
+            f"resume it {how} (each rank restores its own buffer and envs)"
+        )
     agent = None
-    for path in (saved.out or run_dir / "model.pt", run_dir / "checkpoint.pt"):
+    paths = (saved.out or run_dir / "model.pt", run_dir / "checkpoint.pt")
+    if ranks > 1:  # each rank its own file, all written at the same step
+        paths = (distributed.rank_path(run_dir / "checkpoint.pt"),)
+    for path in paths:
         if path.is_file():
             read_checkpoint(path, "--resume")  # one clear line if it is not a checkpoint
-            agent = load_agent(path, device=saved.device)
+            agent = load_agent(path, device=saved.device, vectorization=saved.vectorization)
             agent.tensorboard_log = run_dir
             break
     start = "the start" if agent is None else f"step {agent.num_timesteps}"
-    print(f"ebrl train: resuming {run_dir} from {start}", file=sys.stderr)
+    if distributed.is_main():
+        print(f"ebrl train: resuming {run_dir} from {start}", file=sys.stderr)
     return _train(saved, config, run_dir, agent)
 
 
@@ -919,6 +972,7 @@ def _add_fit_density(sub: argparse._SubParsersAction) -> None:
 def _run_fit_density(args: argparse.Namespace) -> dict:
     import torch
 
+    from ebrl import distributed
     from ebrl.trainers.density import DensityConfig, config_fields, fit_density, plot_density
 
     if args.threads is not None:
@@ -930,6 +984,8 @@ def _run_fit_density(args: argparse.Namespace) -> dict:
         values[name] = tuple(values[name])
     config = DensityConfig(**values)
     result = fit_density(config, logdir=args.logdir, progress_bar=args.progress)
+    if not distributed.is_main():  # under torchrun rank 0 reports and plots
+        return None
     out = args.out or Path(
         f"runs/fit_density/{config.dataset}_{config.objective}_s{config.seed}.png"
     )
@@ -1002,6 +1058,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    from ebrl import distributed
+
+    joined = distributed.init_from_environment()  # under torchrun: join (create) the group
     try:
         result = args.run(args)
     except _Interrupted as err:
@@ -1021,7 +1080,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         parser.exit(2, f"ebrl {args.command}: error: {message}\n")
-    print(json.dumps(result))
+    if distributed.is_main():
+        print(json.dumps(result))
+    if joined:
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -15,6 +15,22 @@ inheritance chain: vector-env collection (same-step autoreset; the true last obs
 episode goes into the buffer, and ``terminated``, not ``truncated``, stops bootstrapping),
 update scheduling (``learning_starts``, ``train_freq``, ``gradient_steps``), TensorBoard scalars
 and the progress bar, ``predict`` (SB3's signature), ``evaluate``, and one checkpoint format.
+
+Parallelism, with PyTorch's and gymnasium's own engines:
+
+- ``vectorization="async"`` (a keyword of every agent) steps the ``num_envs`` envs in worker
+  processes (gymnasium's ``AsyncVectorEnv``); acting stays one batched call for all envs.
+- Under ``torchrun`` (a ``torch.distributed`` process group of N ranks; :mod:`ebrl.distributed`)
+  the agent trains decentralised data-parallel, as DD-PPO (Wijmans et al. 2020): every rank
+  steps its own envs (episode seeds numbered after the lower ranks') into its own replay
+  buffer, with its own generator (seeded from ``(seed, rank)``), and every optimiser step
+  (networks and temperature) first averages the gradients over the ranks, after rank 0's
+  initial parameters were copied to all: every rank keeps identical parameters, and N ranks
+  collect N times the experience per update. Step counts are global: ``num_timesteps``,
+  ``learn(total_timesteps)``, ``learning_starts`` and ``log_interval`` count the env steps of
+  all ranks together (each rank does 1/N of them); ``train_freq`` counts vector-env steps, and
+  ``batch_size`` is per rank (the averaged gradient is that of N x ``batch_size``
+  transitions). Only rank 0 writes TensorBoard and shows the progress bar.
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ebrl import distributed
 from ebrl.agents import checkpoint
 from ebrl.agents.buffer import ReplayBuffer, Transitions
 from ebrl.agents.config import OffPolicyConfig
@@ -103,6 +120,9 @@ class OffPolicyAgent:
         eval_env: EnvLike | None = None,
     ):
         name = type(self).__name__
+        hyperparameters = dict(hyperparameters)
+        # How the envs step, not a training hyperparameter (the run is the same either way).
+        vectorization = hyperparameters.pop("vectorization", "sync")
         valid = sorted(f.name for f in fields(self.config_class))
         unknown = set(hyperparameters) - set(valid)
         if unknown:
@@ -129,7 +149,10 @@ class OffPolicyAgent:
         ):
             raise ValueError(f"{name}: seed must be an int in [0, 2**63), got {seed!r}")
         seed = int(seed)
-        built = build_envs(env, num_envs, seed)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        first = self.rank * num_envs if isinstance(num_envs, int | np.integer) else 0
+        built = build_envs(env, num_envs, seed, vectorization=vectorization, first_index=int(first))
+        self.vectorization = vectorization
         self.envs, self.env_id, self.env_recipe = built.envs, built.env_id, built.recipe
         self._make_eval_env = None if built.make_eval_env is None else _closing(built.make_eval_env)
         self._why_no_eval_env = built.why_not
@@ -161,7 +184,9 @@ class OffPolicyAgent:
             raise ValueError(f"{name}: supports Box observation spaces; got {space}")
         self.observation_space = space
         self.obs_dim = int(np.prod(space.shape))
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(
+            distributed.rank_seed(seed)
+        )
         self.log_temperature = nn.Parameter(
             torch.tensor(
                 math.log(self.config.initial_temperature if self.auto_temperature else temperature),
@@ -184,6 +209,7 @@ class OffPolicyAgent:
         self._warned_pinned = False
         self.logger: RunLogger | None = None  # the run's logger while learn() runs
         self.learn_wall_s = 0.0
+        self._ranks_joined = False
 
     # ------------------------------------------------------------------ what an agent brings
 
@@ -327,7 +353,8 @@ class OffPolicyAgent:
         callback: Callback | Sequence[Callback] | None = None,
         reset_num_timesteps: bool = True,
     ) -> OffPolicyAgent:
-        """Collect -> update -> log for ``total_timesteps`` env steps (all envs together).
+        """Collect -> update -> log for ``total_timesteps`` env steps (all envs together, and
+        under ``torchrun`` all ranks together).
 
         ``callback``: a callable ``callback(agent, info)`` or a list of them (e.g.
         :class:`~ebrl.agents.CheckpointCallback`, :class:`~ebrl.agents.EvalCallback`), called
@@ -350,14 +377,22 @@ class OffPolicyAgent:
             self.num_timesteps = 0
         if reset_num_timesteps or self._last_obs is None:
             self._start_episodes()
-        cfg, n_envs = self.config, self.envs.num_envs
+        cfg, per_collect = self.config, self.envs.num_envs * self.world_size
+        self._join_ranks()
+        main = self.rank == 0
         stats = _Stats()
         start, first, last_log = time.perf_counter(), self.num_timesteps, self.num_timesteps
         end = self.num_timesteps + total_timesteps
         purge = None if reset_num_timesteps else self.num_timesteps
         try:
             with (
-                RunLogger(self.tensorboard_log, total_timesteps, progress_bar, name, purge) as log,
+                RunLogger(
+                    self.tensorboard_log if main else None,
+                    total_timesteps,
+                    progress_bar and main,
+                    name,
+                    purge,
+                ) as log,
                 _DeferredInterrupt() as interrupt,
             ):
                 self.logger = log
@@ -365,7 +400,7 @@ class OffPolicyAgent:
                     info = self._collect(log, stats)
                     if (
                         self.num_timesteps >= cfg.learning_starts
-                        and (self.num_timesteps // n_envs) % cfg.train_freq == 0
+                        and (self.num_timesteps // per_collect) % cfg.train_freq == 0
                     ):
                         for _ in range(cfg.gradient_steps):
                             stats.add(
@@ -378,8 +413,11 @@ class OffPolicyAgent:
                     ):
                         self._write_logs(log, stats, (self.num_timesteps - first), start)
                         last_log = self.num_timesteps
-                    stop = [cb(self, info) is False for cb in callbacks]
-                    if any(stop):
+                    stop = any([cb(self, info) is False for cb in callbacks])
+                    if self.world_size > 1:  # all ranks stop together
+                        stop, interrupted = distributed.any_rank([stop, interrupt.requested])
+                        interrupt.requested = interrupted
+                    if stop:
                         break
         finally:
             self.logger = None  # the run's logger exists only while learn() runs
@@ -388,11 +426,34 @@ class OffPolicyAgent:
             raise KeyboardInterrupt(f"{name}.learn: interrupted at step {self.num_timesteps}")
         return self
 
+    def _join_ranks(self) -> None:
+        """Under ``torchrun``, once: copies rank 0's networks and temperature to every rank and
+        makes every optimiser average its gradients over the ranks before each step; checks that
+        the ranks are at the same step (e.g. resumed from the same checkpoint)."""
+        if self.world_size == 1:
+            return
+        if not distributed.same_on_all_ranks(self.num_timesteps):
+            raise ValueError(
+                f"{type(self).__name__}.learn: the ranks are at different steps (this rank: "
+                f"{self.num_timesteps}); resume every rank from the same checkpoint"
+            )
+        if self._ranks_joined:
+            return
+        modules = self.modules()
+        if self.user_anchor is not None:
+            modules = {**modules, "anchor": self.user_anchor}
+        tensors = [t for m in modules.values() for t in m.state_dict().values()]
+        distributed.broadcast_parameters([*tensors, self.log_temperature])
+        self.sync_temperature()
+        for optimizer in [*self.optimizers().values(), self.temperature_optimizer]:
+            distributed.install_gradient_averaging(optimizer)
+        self._ranks_joined = True
+
     def _start_episodes(self) -> None:
         """Resets every env: new episodes (seeded: see :mod:`ebrl.agents.episodes`)."""
         n = self.envs.num_envs
         # ebrl's envs seed each episode themselves; a user's vector env is seeded once.
-        seed = None if self._replayable or self._reset_before else self.seed
+        seed = None if self._replayable or self._reset_before else distributed.rank_seed(self.seed)
         self._last_obs = self.envs.reset(seed=seed)[0]
         self._reset_before = True
         self._episode_returns = np.zeros(n)
@@ -433,8 +494,8 @@ class OffPolicyAgent:
                 obs[valid], actions[keep], rewards[valid], real_next[valid], terminated[valid]
             )
         self._last_obs = next_obs
-        self.num_timesteps += self.envs.num_envs
-        log.advance(self.envs.num_envs)
+        self.num_timesteps += self.envs.num_envs * self.world_size  # all ranks together
+        log.advance(self.envs.num_envs * self.world_size)
         self._episode_returns += np.where(valid, rewards, 0.0)
         self._episode_lengths += valid
         ended = (np.asarray(terminated) | np.asarray(truncated)) & valid
@@ -473,7 +534,7 @@ class OffPolicyAgent:
         postfix["T"] = floats["train/temperature"]
         postfix["sps"] = floats["time/env_steps_per_second"]
         log.advance(0, postfix)
-        if self.auto_temperature and not self._warned_pinned:
+        if self.auto_temperature and not self._warned_pinned and self.rank == 0:
             lo, hi = self.config.temperature_bounds
             t = floats["train/temperature"]
             if self.num_timesteps > self.config.learning_starts and (

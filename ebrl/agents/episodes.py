@@ -7,6 +7,10 @@ actions taken since: :class:`ReplayableEpisodes` seeds every reset of the env it
 stores that (a few kilobytes), and :func:`restore_episodes` resets each env with the same seed
 and replays the actions, so a deterministic env (every gymnasium classic-control, Box2D and
 MuJoCo task) lands in the same state, bit for bit, and training continues as if never stopped.
+
+The envs may step in this process (``SyncVectorEnv``) or in worker processes
+(``AsyncVectorEnv``, ``vectorization="async"``): there the state is read with ``get_attr`` and
+the replay runs inside each worker (``set_attr`` of its request, then ``call``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class ReplayableEpisodes(gym.Wrapper):
         self.episode = -1  # the number of the episode in flight
         self.reset_seed: int | None = None
         self.actions: list = []
+        self.replay_request: tuple | None = None  # (episode, reset_seed, actions), async envs
 
     @property
     def spec(self):
@@ -81,6 +86,16 @@ class ReplayableEpisodes(gym.Wrapper):
                 )
         return obs
 
+    def run_replay_request(self) -> np.ndarray | None:
+        """:meth:`replay` of the request set in ``replay_request`` (an ``AsyncVectorEnv``
+        worker cannot be given per-env arguments in one ``call``); None without a request."""
+        request, self.replay_request = self.replay_request, None
+        return None if request is None else self.replay(*request)
+
+
+# Set on an AsyncVectorEnv whose workers ebrl built (every sub-env a ReplayableEpisodes).
+ASYNC_MARK = "ebrl_replayable_episodes"
+
 
 def replayable(envs: gym.vector.VectorEnv) -> bool:
     """Whether ``envs`` were built by ebrl (:func:`~ebrl.agents.evaluation.build_envs`), so
@@ -88,12 +103,24 @@ def replayable(envs: gym.vector.VectorEnv) -> bool:
     return _replayable(envs) is not None
 
 
-def _replayable(envs: gym.vector.VectorEnv) -> list[ReplayableEpisodes] | None:
-    """The wrapped sub-envs of a ``SyncVectorEnv`` built by ebrl, else None."""
+def _replayable(envs: gym.vector.VectorEnv) -> list[ReplayableEpisodes] | str | None:
+    """The wrapped sub-envs of a ``SyncVectorEnv`` built by ebrl, ``"async"`` for an
+    ``AsyncVectorEnv`` built by ebrl, else None."""
+    if getattr(envs.unwrapped, ASYNC_MARK, False):
+        return "async"
     subs = getattr(envs.unwrapped, "envs", None)
     if subs is None or not all(isinstance(e, ReplayableEpisodes) for e in subs):
         return None
     return list(subs)
+
+
+def _records(envs: gym.vector.VectorEnv, subs) -> list[tuple[int, int | None, list | None]]:
+    """Per env: ``(episode, reset_seed, actions)``, read in this process or from the workers."""
+    if subs == "async":
+        envs = envs.unwrapped
+        names = ("episode", "reset_seed", "actions")
+        return list(zip(*(envs.get_attr(name) for name in names), strict=True))
+    return [(env.episode, env.reset_seed, env.actions) for env in subs]
 
 
 def episodes_state(envs: gym.vector.VectorEnv) -> list[dict] | None:
@@ -103,15 +130,16 @@ def episodes_state(envs: gym.vector.VectorEnv) -> list[dict] | None:
     subs = _replayable(envs)
     if subs is None:
         return None
-    if any(env.actions is None for env in subs):
+    records = _records(envs, subs)
+    if any(actions is None for _, _, actions in records):
         return None
     out = []
-    for env in subs:
-        actions = np.asarray(env.actions) if env.actions else np.zeros((0,))
+    for episode, reset_seed, actions in records:
+        actions = np.asarray(actions) if actions else np.zeros((0,))
         out.append(
             {
-                "episode": env.episode,
-                "reset_seed": env.reset_seed,
+                "episode": episode,
+                "reset_seed": reset_seed,
                 "actions": torch.from_numpy(np.ascontiguousarray(actions)),
             }
         )
@@ -122,15 +150,28 @@ def restore_episodes(envs: gym.vector.VectorEnv, state: list[dict], obs: np.ndar
     """Replays :func:`episodes_state` into ``envs`` and checks that each env's observation is
     ``obs`` (the one saved with it)."""
     subs = _replayable(envs)
-    if subs is None or len(subs) != len(state):
+    if subs is None or envs.num_envs != len(state):
         raise ValueError(
             f"resume: the checkpoint holds {len(state)} env episodes, but the envs are "
-            f"{'not built by ebrl' if subs is None else f'{len(subs)}'}"
+            f"{'not built by ebrl' if subs is None else f'{envs.num_envs}'}"
         )
-    for i, (env, saved) in enumerate(zip(subs, state, strict=True)):
-        if saved["episode"] < 0:
+    requests = [
+        None
+        if saved["episode"] < 0
+        else (saved["episode"], saved["reset_seed"], saved["actions"].numpy())
+        for saved in state
+    ]
+    if subs == "async":
+        envs.unwrapped.set_attr("replay_request", requests)
+        replayed = envs.unwrapped.call("run_replay_request")
+    else:
+        replayed = [
+            None if request is None else env.replay(*request)
+            for env, request in zip(subs, requests, strict=True)
+        ]
+    for i, got in enumerate(replayed):
+        if got is None:
             continue
-        got = env.replay(saved["episode"], saved["reset_seed"], saved["actions"].numpy())
         if not np.array_equal(np.asarray(got, dtype=obs.dtype), obs[i]):
             raise ValueError(
                 f"resume: replaying env {i}'s episode did not reproduce its saved observation: "

@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 import ebrl.envs  # noqa: F401  (registers ebrl/ envs)
-from ebrl.agents.episodes import ReplayableEpisodes
+from ebrl.agents.episodes import ASYNC_MARK, ReplayableEpisodes
 
 __all__ = [
     "AgentEnvs",
@@ -22,6 +22,8 @@ __all__ = [
     "make_env",
     "make_vector_env",
 ]
+
+VECTORIZATIONS = ("sync", "async")
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
@@ -53,7 +55,14 @@ class AgentEnvs:
     why_not: str = ""
 
 
-def build_envs(env: EnvLike, num_envs: int = 1, seed: int = 0) -> AgentEnvs:
+def build_envs(
+    env: EnvLike,
+    num_envs: int = 1,
+    seed: int = 0,
+    *,
+    vectorization: str = "sync",
+    first_index: int = 0,
+) -> AgentEnvs:
     """The training vector env for ``env`` and how to rebuild it (:class:`AgentEnvs`).
 
     ``env`` may be an id (``num_envs`` copies), a factory ``() -> Env`` (``num_envs`` copies),
@@ -61,13 +70,33 @@ def build_envs(env: EnvLike, num_envs: int = 1, seed: int = 0) -> AgentEnvs:
     is, in either autoreset mode). The envs ebrl builds seed every episode from ``seed`` and
     record its actions (:class:`~ebrl.agents.episodes.ReplayableEpisodes`), so a checkpoint
     can restore them; their autoreset is same-step.
+
+    ``vectorization``: ``"sync"`` steps the copies one after another in this process
+    (``SyncVectorEnv``); ``"async"`` steps each in its own worker process (gymnasium's
+    ``AsyncVectorEnv``), worth it when one env step costs more than the inter-process round
+    trip (MuJoCo, Box2D; not the classic-control toys). Either way the agent acts for all envs
+    in one batched call, and the run is the same, number for number.
+    ``first_index``: the index of the first copy (a ``torchrun`` rank's envs are numbered
+    after the lower ranks', so that no two envs of a run share an episode seed).
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
     num_envs = int(num_envs)
+    if vectorization not in VECTORIZATIONS:
+        raise ValueError(
+            f"vectorization must be one of {', '.join(VECTORIZATIONS)}, got {vectorization!r}"
+        )
     same_step = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    spec = None
+    if vectorization == "async" and not isinstance(env, str) and not _is_factory(env):
+        raise ValueError(
+            "vectorization='async' builds the envs in worker processes: give an env id or a "
+            f"factory () -> Env, not a {type(env).__name__}"
+        )
     if isinstance(env, str):
-        make_env(env).close()  # fail early with a clear error for a bad id
+        probe = make_env(env)  # fail early with a clear error for a bad id
+        spec = probe.spec
+        probe.close()
         factory = partial(make_env, env)
     elif isinstance(env, gym.vector.VectorEnv):
         mode = env.metadata.get("autoreset_mode")
@@ -82,7 +111,7 @@ def build_envs(env: EnvLike, num_envs: int = 1, seed: int = 0) -> AgentEnvs:
             raise ValueError(
                 f"num_envs={num_envs} needs an env id or a factory () -> Env, not one env instance"
             )
-        wrapped = ReplayableEpisodes(env, seed, 0)
+        wrapped = ReplayableEpisodes(env, seed, first_index)
         return _described(gym.vector.SyncVectorEnv([lambda: wrapped], **same_step), env.spec)
     elif callable(env):
         factory = env
@@ -91,12 +120,25 @@ def build_envs(env: EnvLike, num_envs: int = 1, seed: int = 0) -> AgentEnvs:
             f"env must be a gymnasium id, Env, VectorEnv or factory () -> Env, got "
             f"{type(env).__name__}"
         )
-    makers = [partial(_replayable, factory, seed, i) for i in range(num_envs)]
-    envs = gym.vector.SyncVectorEnv(makers, **same_step)
-    out = _described(envs, envs.envs[0].spec)
+    makers = [partial(_replayable, factory, seed, first_index + i) for i in range(num_envs)]
+    if vectorization == "async":
+        if spec is None:  # a factory: its env's spec, read in this process
+            probe = _replayable(factory, seed, first_index)
+            spec = probe.spec
+            probe.close()
+        envs = gym.vector.AsyncVectorEnv(makers, **same_step)
+        setattr(envs, ASYNC_MARK, True)  # its episodes can be read and replayed
+    else:
+        envs = gym.vector.SyncVectorEnv(makers, **same_step)
+        spec = envs.envs[0].spec
+    out = _described(envs, spec)
     if not isinstance(env, str):  # a user's factory is the surest way to the same env
         out.make_eval_env, out.why_not = factory, ""
     return out
+
+
+def _is_factory(env: object) -> bool:
+    return callable(env) and not isinstance(env, gym.Env | gym.vector.VectorEnv)
 
 
 def make_vector_env(

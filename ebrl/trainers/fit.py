@@ -6,6 +6,16 @@ minibatches drawn with an explicit generator, the optimiser and learning-rate sc
 gradient clipping, logging (tqdm progress bar, TensorBoard scalars) and the non-finite-loss
 check, which raises with the step and the last finite values instead of masking the problem.
 
+Data-parallel (``torchrun``; :mod:`ebrl.distributed`): when a process group of N ranks exists,
+every rank draws the same global batch indices (a generator seeded with ``seed``), computes the
+loss on its own 1/N slice of the batch with its own generator for the objective's noise and
+chains (seeded from ``(seed, rank)``: persistent CD chains are per rank), and the ranks average
+their gradients (one flattened ``all_reduce``) before clipping and the Adam step, so all ranks
+keep identical parameters. With the same global ``batch_size``, N ranks follow the one-process
+loss trajectory (exactly so, up to floating-point reduction order, for an objective without
+noise such as exact score matching). Logged values are means over the ranks; only rank 0 writes
+TensorBoard and shows the progress bar.
+
 Logged scalars (TensorBoard tags, and keys of :attr:`FitResult.history`):
 
 - ``loss``: the objective's loss; ``grad_norm``: the parameters' gradient norm before
@@ -28,6 +38,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from ebrl import distributed
 from ebrl.validation import check_batch, check_int, check_positive_float, check_trainable
 
 __all__ = ["FitResult", "Objective", "fit"]
@@ -122,7 +133,8 @@ def fit(
             to the dtype of the energy's parameters (float64 data trains a float32 energy).
         objective: e.g. ``DenoisingScoreMatching(0.1)`` or ``ContrastiveDivergence(MALA(...))``.
         steps: optimisation steps (>= 1).
-        batch_size: rows per step (>= 1).
+        batch_size: rows per step (>= 1), over all ranks together (a multiple of the number
+            of ranks under ``torchrun``).
         lr: Adam's learning rate (> 0); ``lr_schedule="cosine"`` decays it to 0 over ``steps``.
         seed: seeds the loop's generator.
         logdir: TensorBoard directory (``None``: no TensorBoard).
@@ -173,14 +185,31 @@ def fit(
             f"{params[0].device}"
         )
 
+    n_ranks, rank = distributed.world_size(), distributed.rank()
+    if batch_size % n_ranks:
+        raise ValueError(
+            f"{owner}: batch_size {batch_size} (the global batch) must be a multiple of the "
+            f"number of ranks {n_ranks}"
+        )
+    shard = slice(rank * (batch_size // n_ranks), (rank + 1) * (batch_size // n_ranks))
+    main = distributed.is_main()
+    progress_bar = progress_bar and main
+
     from tqdm.auto import tqdm
 
     writer = None
-    if logdir is not None:
+    if logdir is not None and main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(logdir)
     generator = torch.Generator(device=data.device).manual_seed(seed)
+    # One process: one generator for the batches and the objective (as ever). N ranks: the
+    # batches from the shared seed (the same global batch everywhere), the objective's noise
+    # from the rank's own seed.
+    noise = generator
+    if n_ranks > 1:
+        noise = torch.Generator(device=data.device).manual_seed(distributed.rank_seed(seed))
+        distributed.broadcast_parameters(params)
     optimizer = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(lr_schedule, steps))
     result = FitResult(steps=0, wall_s=0.0)
@@ -191,9 +220,9 @@ def fit(
         for step in bar:
             index = torch.randint(
                 0, data.shape[0], (batch_size,), generator=generator, device=data.device
-            )
+            )[shard]
             try:
-                loss, terms = objective.loss(energy, data[index], generator=generator)
+                loss, terms = objective.loss(energy, data[index], generator=noise)
             except ValueError as err:  # e.g. a sampler meeting NaN energies: diverged weights?
                 if _diverged(energy, params, data[index]):
                     raise ValueError(
@@ -207,6 +236,7 @@ def fit(
                 raise
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(params)
             grad_norm = nn.utils.clip_grad_norm_(
                 params, grad_clip if grad_clip is not None else math.inf
             )
@@ -228,7 +258,11 @@ def fit(
                 "grad_norm": grad_norm.detach(),
             }
             if step % log_every == 0 or step == steps - 1:
-                scalars = {k: float(v) for k, v in last_finite.items() if k != "step"}
+                scalars = {
+                    k: float(distributed.all_reduce_mean(v.float()))
+                    for k, v in last_finite.items()
+                    if k != "step"
+                }
                 scalars["lr"] = lr
                 result.history_steps.append(step)
                 for key, value in scalars.items():
