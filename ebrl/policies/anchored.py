@@ -204,6 +204,7 @@ class AnchoredPolicy(nn.Module):
         :meth:`kl_to_anchor`, :meth:`log_prob` and :meth:`mode` are those of ``pi'``. An agent
         acts with whatever ``agent.policy`` is, so ``agent.policy = agent.policy.compose(cost)``
         changes ``predict`` and ``evaluate`` without retraining (and not the training losses).
+        Checkpoints do not hold costs (they are user code): compose again after loading.
 
         A cost of ``+inf`` (with ``weight > 0``) removes an action exactly, as a zero of the
         anchor does, whatever ``Q`` is there: probability 0, never sampled, never the argmax
