@@ -179,3 +179,39 @@ def test_one_process_is_untouched():
     assert distributed.rank_path("a/checkpoint.pt", 1) == Path("a/checkpoint.rank1.pt")
     assert len({distributed.rank_seed(5, r) for r in range(4)}) == 4
     json.dumps(distributed.rank_seed(5, 1))  # a plain int
+
+
+def test_async_envs_give_the_sync_run_and_resume_in_their_workers(tmp_path):
+    import gymnasium as gym
+
+    from ebrl import SAC
+
+    sync = SAC("Pendulum-v1", seed=1, num_envs=2, **SMALL)
+    sync.learn(160, progress_bar=False)
+    run = SAC("Pendulum-v1", seed=1, num_envs=2, vectorization="async", **SMALL)
+    assert isinstance(run.envs.unwrapped, gym.vector.AsyncVectorEnv)
+    run.learn(80, progress_bar=False)  # mid-episode: the checkpoint replays it in the workers
+    run.save(tmp_path / "run.pt")
+    run.envs.close()
+    resumed = SAC.load(tmp_path / "run.pt", vectorization="async")
+    try:
+        resumed.learn(80, progress_bar=False, reset_num_timesteps=False)
+        assert isinstance(resumed.envs.unwrapped, gym.vector.AsyncVectorEnv)
+        assert torch.equal(_flat(resumed.modules().values()), _flat(sync.modules().values()))
+    finally:
+        resumed.envs.close()
+
+
+def test_bad_vectorization_is_named():
+    from ebrl import SAC
+
+    with pytest.raises(ValueError, match="vectorization"):
+        SAC("Pendulum-v1", vectorization="threads")
+    with pytest.raises(ValueError, match="vectorization='async'"):
+        SAC(gym_env(), vectorization="async")
+
+
+def gym_env():
+    import gymnasium as gym
+
+    return gym.make("Pendulum-v1")
