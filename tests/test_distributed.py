@@ -215,3 +215,26 @@ def gym_env():
     import gymnasium as gym
 
     return gym.make("Pendulum-v1")
+
+
+def test_scaling_page_commands_use_real_flags():
+    """Every ``ebrl`` command line on docs/scaling.md names a real command and real flags (the
+    ones after ``-m ebrl``; those before are torchrun's)."""
+    import re
+
+    from tests.test_docs import _flags, _subcommands
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "scaling.md").read_text()
+    commands = _subcommands()
+    lines = re.sub(r"\\\n\s*", " ", text).splitlines()
+    found = 0
+    for line in lines:
+        match = re.search(r"(?:-m ebrl|^ebrl) ([a-z-]+)(.*)", line.split("#")[0].strip())
+        if not match:
+            continue
+        found += 1
+        name, rest = match.groups()
+        assert name in commands, line
+        unknown = set(re.findall(r"--[\w-]+", rest)) - _flags(commands[name])
+        assert not unknown, (line, unknown)
+    assert found >= 5
