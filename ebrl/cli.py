@@ -1061,8 +1061,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ebrl import distributed
 
     joined = distributed.init_from_environment()  # under torchrun: join (create) the group
+    # train and fit-density run on every rank; the other commands have nothing to share out
+    parallel = args.command in ("train", "fit-density")
     try:
-        result = args.run(args)
+        result = args.run(args) if parallel or distributed.is_main() else None
     except _Interrupted as err:
         parser.exit(130, f"ebrl {args.command}: {err}\n")
     except KeyboardInterrupt:
