@@ -85,11 +85,11 @@ def demos(split: str, n_episodes: int) -> Demonstrations:
 
 
 def bc_anchor(seed: int, train: Demonstrations):
-    """The BC anchor of ``seed`` (fitted once, cached in ``runs/bc_s<seed>.pt``)."""
+    """The BC anchor of ``seed`` (fitted once, cached in ``runs/bcfit_s<seed>.pt``)."""
     from ebrl.policies import CategoricalAnchor, fit_behaviour_cloning
 
     anchor = CategoricalAnchor(train.observations.shape[1], 4)
-    path = RUNS / f"bc_s{seed}.pt"
+    path = RUNS / f"bcfit_s{seed}.pt"
     if path.exists():
         anchor.load_state_dict(torch.load(path, weights_only=True))
         return anchor, json.loads(path.with_suffix(".json").read_text())
@@ -260,7 +260,7 @@ def report(args: argparse.Namespace) -> None:
 
     records = {}
     for path in sorted(RUNS.glob("*_s[0-9]*.json")):
-        if path.stem.startswith("bc_s"):
+        if path.stem.startswith("bcfit_"):
             continue
         r = json.loads(path.read_text())
         records[(r["agent"], r["seed"])] = r
