@@ -13,6 +13,7 @@ study measures the claim with ebrl's discrete agent (:class:`ebrl.SoftQ`).
   :func:`~ebrl.policies.fit_behaviour_cloning` on the training demonstrations, one per seed.
 - **uniform**: ``SoftQ`` with the uniform anchor (max-entropy RL, the preset's automatic
   temperature).
+- **auto**: ``SoftQ`` anchored on BC with the default automatic temperature (KL target).
 - **T=x**: ``SoftQ`` anchored on that seed's BC policy at the fixed temperature ``x``: a log
   grid from "almost RL" (small T) to "almost BC" (large T).
 
@@ -64,7 +65,9 @@ SEEDS = (0, 1, 2)
 # O(100); the Q-values of the four actions at a state differ by O(0.1-10). Cicero's lambda
 # range, log-uniform over [1e-3, 3e-1] of a [0, 1] utility, is here scaled by about 100.
 TEMPERATURES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-AGENTS = ("human", "bc", "uniform", *(f"T={t:g}" for t in TEMPERATURES))
+# "auto": anchored on BC with SoftQ's default automatic temperature (a KL-to-anchor target of
+# 0.8 log 4 nats), what `ebrl train --algo softq --anchor demos.npz` gives.
+AGENTS = ("human", "bc", "uniform", *(f"T={t:g}" for t in TEMPERATURES), "auto")
 
 
 # ----------------------------------------------------------------------------- data
@@ -172,6 +175,8 @@ def run(agent_name: str, seed: int, args: argparse.Namespace) -> dict:
     else:
         if agent_name == "uniform":
             agent = SoftQ(ENV, seed=seed)
+        elif agent_name == "auto":
+            agent = SoftQ(ENV, anchor=anchor, seed=seed)
         else:
             temperature = float(agent_name.removeprefix("T="))
             agent = SoftQ(ENV, anchor=anchor, temperature=temperature, seed=seed)
@@ -318,6 +323,7 @@ def report(args: argparse.Namespace) -> None:
     style = {"human": ("k", "*"), "bc": ("tab:red", "s"), "uniform": ("tab:blue", "D")}
     for i, t in enumerate(TEMPERATURES):
         style[f"T={t:g}"] = (colours[i], "o")
+    style["auto"] = ("tab:orange", "^")
     for agent in AGENTS:
         rs = [records[(agent, s)] for s in seeds if (agent, s) in records]
         if not rs:
