@@ -411,8 +411,14 @@ def test_a_nan_or_minus_inf_cost_raises_and_names_the_cost(bad_value):
                 call()
 
 
-def test_discrete_costs_follow_the_anchor_dtype_and_probs_anchor():
-    """A float32 cost on a float64 problem composes (the cost is cast to the logits' dtype)."""
+def test_costs_are_cast_to_the_policys_dtype():
+    """A cost of another dtype composes: it is cast to the log target's dtype, so the energy
+    and the probabilities keep the policy's dtype (continuous float32 with a float64 cost;
+    discrete float64 with a float32 cost)."""
+    policy = continuous_policy().compose(lambda o, a: a.double().sum(-1), 0.5)
+    obs = torch.zeros(3, 3)
+    assert policy.energy(obs)(torch.zeros(4, 3, 2)).dtype == torch.float32
+    assert policy.estimate(obs, generator=gen(20)).log_normalizer.dtype == torch.float32
     probs = torch.tensor([[0.2, 0.3, 0.5]], dtype=F64)
     policy = AnchoredPolicy(
         lambda o: Categorical(probs=probs.expand(o.shape[0], 3)),

@@ -211,7 +211,7 @@ class AnchoredEnergy(Energy):
                 self._invalid[i] = seen if self._invalid[i] is None else self._invalid[i] | seen
             if term.weight > 0:  # weight 0: evaluated and checked, contributes nothing
                 removed = removed | (c == math.inf)
-                total = total + term.weight * c
+                total = total + term.weight * c.to(logit.dtype)
         log_target = torch.where(removed, -math.inf, logit - total)
         if invalid is not None:
             log_target = torch.where(invalid, math.nan, log_target)

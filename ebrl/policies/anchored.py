@@ -210,7 +210,8 @@ class AnchoredPolicy(nn.Module):
         anchor does, whatever ``Q`` is there: probability 0, never sampled, never the argmax
         (continuous: zero density there; the deterministic :meth:`mode` search needs a start of
         finite cost, e.g. the actor's mode, and climbs no gradient out of an infinite region, so
-        prefer a large finite cost for soft walls). NaN and ``-inf`` costs raise ``ValueError``
+        prefer a large finite cost for soft walls; with ``mode_steps=0`` the deterministic action
+        is the start itself and ignores the cost). NaN and ``-inf`` costs raise ``ValueError``
         when the policy is used.
 
         Args:
@@ -244,22 +245,22 @@ class AnchoredPolicy(nn.Module):
             tensor([[0.7311, 0.2689, 0.0000]])
         """
         term = check_cost(cost, weight)
-        self._check_sampler_weighs("compose")
+        self._refuse_proposal_sampler("compose")
         composed = AnchoredPolicy(
             self.anchor, self.utility, self.temperature, self.sampler, self.mode_steps
         )
         composed._costs = (*self._costs, term)
         return composed
 
-    def _check_sampler_weighs(self, method: str) -> None:
-        if self._costs or method == "compose":
-            if isinstance(self.sampler, ProposalSampler):
-                raise ValueError(
-                    f"{_OWNER}.{method}: the sampler ProposalSampler draws from the proposal "
-                    "and never evaluates the energy, so a composed cost would be ignored; give "
-                    "the policy a sampler that weighs the energy first, e.g. "
-                    "policy.sampler = ImportanceSampler(64, bounds=(-1.0, 1.0))"
-                )
+    def _refuse_proposal_sampler(self, method: str) -> None:
+        """A composed cost must never be silently ignored by a sampler that skips the energy."""
+        if isinstance(self.sampler, ProposalSampler):
+            raise ValueError(
+                f"{_OWNER}.{method}: the sampler ProposalSampler draws from the proposal "
+                "and never evaluates the energy, so a composed cost would be ignored; give "
+                "the policy a sampler that weighs the energy first, e.g. "
+                "policy.sampler = ImportanceSampler(64, bounds=(-1.0, 1.0))"
+            )
 
     def _t(self, like: Tensor) -> float | Tensor:
         t = self.temperature
@@ -593,7 +594,8 @@ class AnchoredPolicy(nn.Module):
                 )
                 return SampleResult(index.T.contiguous(), {"log_normalizer": log_z})
             proposal = self._proposal(proposal, dist)
-            self._check_sampler_weighs("sample")
+            if self._costs:
+                self._refuse_proposal_sampler("sample")
             energy = AnchoredEnergy(dist, self.utility, obs, self.temperature, self._costs)
         try:
             return self.sampler.sample(energy, proposal, num_samples, generator=generator)
