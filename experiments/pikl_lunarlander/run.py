@@ -14,7 +14,8 @@ study measures the claim with ebrl's discrete agent (:class:`ebrl.SoftQ`).
 - **uniform**: ``SoftQ`` with the uniform anchor (max-entropy RL, the preset's automatic
   temperature).
 - **auto**: ``SoftQ`` anchored on BC with the default automatic temperature (KL target
-  ``0.1 log 4``); **auto-0.8log4**: the previous default target, ``0.8 log 4``.
+  ``0.05 log 4``); **KL=x**: other KL targets (``0.8 log 4``, the default before this study,
+  and ``0.1 log 4``).
 - **T=x**: ``SoftQ`` anchored on that seed's BC policy at the fixed temperature ``x``: a log
   grid from "almost RL" (small T) to "almost BC" (large T).
 
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -68,9 +68,18 @@ SEEDS = (0, 1, 2)
 # range, log-uniform over [1e-3, 3e-1] of a [0, 1] utility, is here scaled by about 100.
 TEMPERATURES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 # "auto": anchored on BC with SoftQ's default automatic temperature (a KL-to-anchor target of
-# 0.1 log 4 nats), what `ebrl train --algo softq --anchor demos.npz` gives; "auto-0.8log4": the
-# previous default target, 0.8 log 4 nats.
-AGENTS = ("human", "bc", "uniform", *(f"T={t:g}" for t in TEMPERATURES), "auto", "auto-0.8log4")
+# 0.05 log 4 nats), what `ebrl train --algo softq --anchor demos.npz` gives; "KL=x": the
+# automatic temperature toward other KL targets (1.11 = 0.8 log 4, the default before this study;
+# 0.139 = 0.1 log 4).
+KL_TARGETS = (1.109, 0.1386)
+AGENTS = (
+    "human",
+    "bc",
+    "uniform",
+    *(f"T={t:g}" for t in TEMPERATURES),
+    "auto",
+    *(f"KL={k:g}" for k in KL_TARGETS),
+)
 
 
 # ----------------------------------------------------------------------------- data
@@ -180,8 +189,9 @@ def run(agent_name: str, seed: int, args: argparse.Namespace) -> dict:
             agent = SoftQ(ENV, seed=seed)
         elif agent_name == "auto":
             agent = SoftQ(ENV, anchor=anchor, seed=seed)
-        elif agent_name == "auto-0.8log4":
-            agent = SoftQ(ENV, anchor=anchor, seed=seed, target_kl=0.8 * math.log(4))
+        elif agent_name.startswith("KL="):
+            target = float(agent_name.removeprefix("KL="))
+            agent = SoftQ(ENV, anchor=anchor, seed=seed, target_kl=target)
         else:
             temperature = float(agent_name.removeprefix("T="))
             agent = SoftQ(ENV, anchor=anchor, temperature=temperature, seed=seed)
@@ -329,7 +339,8 @@ def report(args: argparse.Namespace) -> None:
     for i, t in enumerate(TEMPERATURES):
         style[f"T={t:g}"] = (colours[i], "o")
     style["auto"] = ("tab:orange", "^")
-    style["auto-0.8log4"] = ("tab:brown", "v")
+    style["KL=1.109"] = ("tab:brown", "v")
+    style["KL=0.1386"] = ("tab:pink", "v")
     for agent in AGENTS:
         rs = [records[(agent, s)] for s in seeds if (agent, s) in records]
         if not rs:
