@@ -332,8 +332,12 @@ def test_kill_9_then_resume_gives_the_uninterrupted_run(tmp_path):
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     run = _cli("train", "--steps", "100000", "--no-progress", *TINY, "--logdir", "r", cwd=tmp_path)
     run_dir = tmp_path / "r" / "Pendulum-v1_sac_0"
-    _wait_for(run_dir / "run.json")
-    time.sleep(3)
+    # the event file appears when learn() starts (a fixed sleep after run.json could fire before
+    # it on a loaded machine, while the agent is still being built)
+    deadline = time.time() + 120
+    while not list(run_dir.glob("events.out.tfevents*")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(2)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130
