@@ -85,6 +85,14 @@ def check_cost(cost: object, weight: object) -> WeightedCost:
     return WeightedCost(cost, weight)
 
 
+def check_output(owner: str, what: str, value: object, shape: tuple, layout: str, note: str = ""):
+    """Raises ``ValueError`` unless ``value`` (what a utility or a cost returned) is a tensor of
+    ``shape``; the message names ``what`` and the expected ``layout``."""
+    if not isinstance(value, Tensor) or tuple(value.shape) != tuple(shape):
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"{owner}: {what} must return {layout} = {tuple(shape)}{note}, got {got}")
+
+
 def invalid_cost_error(owner: str, index: int, term: WeightedCost) -> ValueError:
     """The error for a cost that returned NaN or ``-inf`` (an infinitely likely action)."""
     name = getattr(term.cost, "__name__", type(term.cost).__name__)
@@ -184,12 +192,7 @@ class AnchoredEnergy(Energy):
             )
         log_anchor = self.anchor.log_prob(actions)
         q = self.utility(self.obs, actions)
-        if not isinstance(q, Tensor) or q.shape != actions.shape[:2]:
-            raise ValueError(
-                f"{_OWNER}: utility(obs, actions[n, B, d]) must return [n, B] = "
-                f"{tuple(actions.shape[:2])}, got "
-                f"{tuple(q.shape) if isinstance(q, Tensor) else type(q).__name__}"
-            )
+        check_output(_OWNER, "utility(obs, actions[n, B, d])", q, actions.shape[:2], "[n, B]")
         t = self.temperature
         t = t.to(q.device) if isinstance(t, Tensor) else t
         logit = log_anchor + q / t
@@ -198,12 +201,8 @@ class AnchoredEnergy(Energy):
         invalid = None
         for i, term in enumerate(self.costs):
             c = term.cost(self.obs, actions)
-            if not isinstance(c, Tensor) or c.shape != actions.shape[:2]:
-                raise ValueError(
-                    f"{_OWNER}: cost #{i} (obs, actions[n, B, d]) must return [n, B] = "
-                    f"{tuple(actions.shape[:2])}, got "
-                    f"{tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__}"
-                )
+            what = f"cost #{i} (obs, actions[n, B, d])"
+            check_output(_OWNER, what, c, actions.shape[:2], "[n, B]")
             bad = torch.isnan(c) | (c == -math.inf)
             invalid = bad if invalid is None else invalid | bad
             if not torch.compiler.is_compiling():  # a side effect: eager calls only

@@ -42,6 +42,7 @@ from ebrl.policies.acting import (
     WeightedCost,
     anchored_sampler,
     check_cost,
+    check_output,
     check_temperature,
     distribution_centre,
     importance_stage,
@@ -342,23 +343,16 @@ class AnchoredPolicy(nn.Module):
             raise ValueError(f"{_OWNER}: proposal is only used for continuous actions")
         log_anchor = categorical_log_probs(dist)
         q = self.utility(obs)
-        if not isinstance(q, Tensor) or q.shape != log_anchor.shape:
-            raise ValueError(
-                f"{_OWNER}: utility(obs) must return [B, n_actions] = {tuple(log_anchor.shape)} "
-                f"for discrete actions, got "
-                f"{tuple(q.shape) if isinstance(q, Tensor) else type(q).__name__}"
-            )
+        discrete = " for discrete actions"
+        check_output(_OWNER, "utility(obs)", q, log_anchor.shape, "[B, n_actions]", discrete)
         removed = log_anchor == -math.inf
         total = torch.zeros_like(log_anchor)
         invalid = []
         for i, term in enumerate(self._costs):
             c = term.cost(obs)
-            if not isinstance(c, Tensor) or c.shape != log_anchor.shape:
-                raise ValueError(
-                    f"{_OWNER}: cost #{i} (obs) must return [B, n_actions] = "
-                    f"{tuple(log_anchor.shape)} for discrete actions, got "
-                    f"{tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__}"
-                )
+            check_output(
+                _OWNER, f"cost #{i} (obs)", c, log_anchor.shape, "[B, n_actions]", discrete
+            )
             invalid.append(torch.isnan(c) | (c == -math.inf))
             if term.weight > 0:  # weight 0: checked, contributes nothing (0 · inf is 0 here)
                 removed = removed | (c == math.inf)
