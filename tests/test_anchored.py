@@ -15,9 +15,8 @@ from ebrl.policies import (
     anchored_sampler,
     masked_categorical,
 )
-from ebrl.samplers import MALA, Chain, ImportanceSampler, draw, init_state, mala_step
-from ebrl.samplers import Box as SamplerBox
-from tests.helpers import assert_moments
+from ebrl.samplers import MALA, Chain, ImportanceSampler, draw
+from tests.helpers import assert_mala_step_compiles, assert_moments
 
 F64 = torch.float64
 
@@ -414,16 +413,8 @@ def test_mala_step_on_the_policy_energy_compiles_fullgraph():
     anchor = GaussianAnchor(3, space, hidden_sizes=(16,))
     obs = torch.randn(4, 3)
     policy = AnchoredPolicy(anchor, lambda o, a: -(a**2).sum(-1) + o[..., 0], 0.5)
-    with torch.no_grad():
-        energy_u = SamplerBox("test", (-1.0, 1.0), obs).energy_in_u(policy.energy(obs))
-    state = init_state(energy_u, torch.randn(8, 4, 2))
-    noise, log_u = torch.randn(8, 4, 2), torch.rand(8, 4).log()
-    step = lambda s, n, u: mala_step(s, energy_u, n, u, step_size=0.1)  # noqa: E731
-    torch._dynamo.reset()
-    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
-    (got, _), (want, _) = compiled(state, noise, log_u), step(state, noise, log_u)
-    for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w)
+    init, noise, log_u = torch.randn(8, 4, 2), torch.randn(8, 4, 2), torch.rand(8, 4).log()
+    assert_mala_step_compiles(policy, obs, init, noise, log_u)
 
 
 def test_energy_contract_and_zero_density():
