@@ -1,0 +1,418 @@
+"""ebrl's energy policy, ebrl's plain SAC and Stable-Baselines3's SAC on HalfCheetah-v5 and
+Hopper-v5 (issue 13): learning curves, final returns, speed, and the energy policy's diagnostics.
+
+Agents, all with RL-Zoo's MuJoCo hyperparameters (``hyperparams/sac.yml``: learning_starts 10k,
+SB3's SAC defaults otherwise: lr 3e-4, batch 256, buffer 1e6, 256-256 networks, tau 0.005,
+gamma 0.99, one gradient step per env step, automatic temperature):
+
+- ``energy``: ``SAC(env, config=SACConfig.for_env(env))``, the default energy policy (16
+  importance particles from the actor mixed 0.1 with the uniform anchor; deterministic actions
+  by 10 mode-search steps from the actor's mode);
+- ``plain``: the same preset in the plain-SAC configuration (``SACConfig.plain``);
+- ``sb3``: ``stable_baselines3.SAC`` with ``learning_starts=10000``.
+
+Same evaluation for all: every ``--eval-every`` env steps and at the end, ``--eval-episodes``
+deterministic episodes on a separate env, episode ``i`` reset with seed ``10000 + seed + i``.
+Training speed excludes evaluation time. One process, one torch thread, one run:
+
+    python experiments/sac_mujoco/run.py --agent energy --env Hopper-v5 --seed 0
+    python experiments/sac_mujoco/run.py --report     # results.md and curves.png from runs/
+
+``queue.sh`` runs all 18 runs, two at a time. Each run writes ``runs/<agent>_<env>_s<seed>.json``
+(and, for ebrl, its TensorBoard events under ``runs/tb/``, read back into the JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import ebrl
+from ebrl.agents import SAC, SACConfig
+from ebrl.agents.presets import preset
+from ebrl.logging import write_report
+
+HERE = Path(__file__).resolve().parent
+ENVS = ("HalfCheetah-v5", "Hopper-v5")
+AGENTS = ("energy", "plain", "sb3")
+SEEDS = (0, 1, 2)
+ZOO_LEARNING_STARTS = 10_000  # sac.yml, HalfCheetah-v4 / Hopper-v4 (&mujoco-defaults)
+
+
+class Evaluator:
+    """Evaluates at multiples of ``every`` env steps; keeps its own time out of training time,
+    and notes when training passes ``learning_starts`` (to time the update phase alone)."""
+
+    def __init__(self, args, learning_starts: int):
+        self.every, self.episodes = args.eval_every, args.eval_episodes
+        self.seed = 10_000 + args.seed
+        self.learning_starts = learning_starts
+        self.curve: list[dict] = []
+        self.eval_s, self.next = 0.0, args.eval_every
+        self.start = time.perf_counter()
+        self.updates_start: tuple[float, float] | None = None  # (time, eval_s) at learning_starts
+
+    def maybe(self, steps: int, evaluate, diagnostics) -> None:
+        if self.updates_start is None and steps >= self.learning_starts:
+            self.updates_start = (time.perf_counter(), self.eval_s)
+        if steps >= self.next:
+            self.now(steps, evaluate, diagnostics)
+            self.next += self.every
+
+    def now(self, steps: int, evaluate, diagnostics) -> None:
+        start = time.perf_counter()
+        result = evaluate(self.episodes, self.seed)
+        point = {"step": steps, "mean": result["mean_return"], "std": result["std_return"]}
+        self.curve.append({**point, "returns": result["returns"], **diagnostics()})
+        self.eval_s += time.perf_counter() - start
+        print(json.dumps({k: v for k, v in self.curve[-1].items() if k != "returns"}), flush=True)
+
+
+def evaluate_batched(predict, env_id: str, n_episodes: int, seed: int) -> dict:
+    """:func:`ebrl.agents.evaluate_policy`'s episodes (episode ``i`` reset with ``seed + i``,
+    deterministic actions), all ``n_episodes`` stepped together so that one ``predict`` call on
+    the batch of their observations acts for all: the same returns in a tenth of the calls
+    (deterministic ``predict`` is a function of each observation alone)."""
+    envs = [gym.make(env_id) for _ in range(n_episodes)]
+    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+    returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=int)
+    active = np.ones(n_episodes, dtype=bool)
+    while active.any():
+        idx = np.flatnonzero(active)
+        actions = predict(obs[idx])
+        for i, action in zip(idx, actions, strict=True):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(action)
+            returns[i] += float(reward)
+            lengths[i] += 1
+            active[i] = not (terminated or truncated)
+    for env in envs:
+        env.close()
+    return {
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "returns": returns.tolist(),
+        "lengths": lengths.tolist(),
+    }
+
+
+def run_ebrl(args, evaluator: Evaluator, tb_dir: Path) -> dict:
+    values = {**preset("SACConfig", args.env), **learning_starts_override(args)}
+    config = SACConfig.plain(**values) if args.agent == "plain" else SACConfig(**values)
+    agent = SAC(args.env, seed=args.seed, config=config, device="cpu", tensorboard_log=tb_dir)
+
+    def evaluate(n, seed):
+        return evaluate_batched(
+            lambda o: agent.predict(o, deterministic=True)[0], args.env, n, seed
+        )
+
+    def diagnostics():
+        out = {"temperature": float(agent.temperature)}
+        if args.agent == "energy":  # the same networks acting by the actor's mode (plain SAC's)
+            agent.policy.mode_steps = 0
+            out["actor_mode"] = evaluate(args.eval_episodes, evaluator.seed)["mean_return"]
+            agent.policy.mode_steps = agent.config.mode_steps
+        return out
+
+    def callback(a, info):
+        evaluator.maybe(a.num_timesteps, evaluate, diagnostics)
+
+    agent.learn(args.steps, progress_bar=False, callback=callback)
+    if not evaluator.curve or evaluator.curve[-1]["step"] != agent.num_timesteps:
+        evaluator.now(agent.num_timesteps, evaluate, diagnostics)
+    return {"config": dataclasses.asdict(agent.config)}
+
+
+def run_sb3(args, evaluator: Evaluator) -> dict:
+    from stable_baselines3 import SAC as SB3SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    model = SB3SAC(
+        "MlpPolicy",
+        args.env,
+        seed=args.seed,
+        device="cpu",
+        verbose=0,
+        **{"learning_starts": ZOO_LEARNING_STARTS, **learning_starts_override(args)},
+    )
+
+    def evaluate(n, seed):
+        return evaluate_batched(
+            lambda o: model.predict(o, deterministic=True)[0], args.env, n, seed
+        )
+
+    def diagnostics():
+        logged = model.logger.name_to_value  # the last update's values (cleared at each dump)
+        return {
+            "temperature": float(torch.exp(model.log_ent_coef.detach())),
+            "critic_loss": logged.get("train/critic_loss"),
+        }
+
+    class Callback(BaseCallback):
+        def _on_step(self) -> bool:
+            evaluator.maybe(self.num_timesteps, evaluate, diagnostics)
+            return True
+
+    model.learn(args.steps, callback=Callback())
+    if not evaluator.curve or evaluator.curve[-1]["step"] != model.num_timesteps:
+        evaluator.now(model.num_timesteps, evaluate, diagnostics)
+    return {"config": {"learning_starts": model.learning_starts, "batch_size": model.batch_size}}
+
+
+def learning_starts_override(args) -> dict:
+    return {} if args.learning_starts is None else {"learning_starts": args.learning_starts}
+
+
+def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar of a run: ``{tag: [(step, value), ...]}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def ebrl_source() -> str:
+    """The ebrl code a run used: the snapshot's commit (``queue.sh``) or the checkout's."""
+    root = Path(ebrl.__file__).resolve().parents[1]
+    if (root / "COMMIT").exists():
+        return f"{(root / 'COMMIT').read_text().strip()} (snapshot {root})"
+    cmd = ["git", "-C", str(root), "describe", "--always", "--dirty"]
+    return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() + f" ({root})"
+
+
+def run(args) -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    out = Path(args.runs_dir)
+    name = f"{args.agent}_{args.env}_s{args.seed}"
+    learning_starts = args.learning_starts or ZOO_LEARNING_STARTS
+    evaluator = Evaluator(args, learning_starts)
+    load_start = os.getloadavg()
+    if args.agent == "sb3":
+        extra = run_sb3(args, evaluator)
+    else:
+        extra = run_ebrl(args, evaluator, out / "tb" / name)
+    end = time.perf_counter()
+    train_s = end - evaluator.start - evaluator.eval_s
+    t_ls, eval_ls = evaluator.updates_start
+    update_s = end - t_ls - (evaluator.eval_s - eval_ls)
+    result = {
+        "agent": args.agent,
+        "env": args.env,
+        "seed": args.seed,
+        "steps": args.steps,
+        "learning_starts": learning_starts,
+        "eval_seed": evaluator.seed,
+        "curve": evaluator.curve,
+        "final_return": evaluator.curve[-1]["mean"],
+        "wall_s": end - evaluator.start,
+        "eval_s": evaluator.eval_s,
+        "train_s": train_s,
+        "steps_per_s": args.steps / train_s,
+        "update_phase_steps_per_s": (args.steps - learning_starts) / update_s,
+        "load_average": [load_start, os.getloadavg()],
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "ebrl_source": ebrl_source(),
+        "torch": torch.__version__,
+        **extra,
+    }
+    if args.agent != "sb3":
+        result["scalars"] = read_scalars(out / "tb" / name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, default=str))
+    keys = ("final_return", "wall_s", "steps_per_s", "update_phase_steps_per_s")
+    print(json.dumps({"run": name, **{k: result[k] for k in keys}}), flush=True)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def last(run: dict, tag: str) -> float:
+    return run["scalars"][tag][-1][1] if tag in run.get("scalars", {}) else float("nan")
+
+
+def after_start(run: dict, tag: str) -> float:
+    """Mean of a logged scalar over the update phase (steps > learning_starts)."""
+    points = [v for s, v in run.get("scalars", {}).get(tag, []) if s > run["learning_starts"]]
+    return float(np.mean(points)) if points else float("nan")
+
+
+def mean_of(values) -> str:
+    """The mean of the finite values, or "-" if none."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return f"{np.mean(values):.3g}" if values else "-"
+
+
+def mean_sd(xs) -> str:
+    xs = np.asarray(xs, dtype=float)
+    return f"{xs.mean():.0f} ± {xs.std(ddof=1):.0f}" if len(xs) > 1 else f"{xs.mean():.0f}"
+
+
+def report(args) -> None:
+    runs = [json.loads(p.read_text()) for p in sorted(Path(args.runs_dir).glob("*.json"))]
+    runs = [r for r in runs if r["steps"] == args.steps]
+    by: dict[tuple[str, str], list[dict]] = {}  # (agent, env) -> its runs by seed
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        by.setdefault((r["agent"], r["env"]), []).append(r)
+    loads = [r["load_average"][0][0] for r in runs] + [r["load_average"][1][0] for r in runs]
+    lines = [
+        "# SAC on MuJoCo: ebrl's energy policy, ebrl's plain SAC, Stable-Baselines3 (issue 13)",
+        "",
+        f"{args.steps // 1000}k env steps per run; RL-Zoo's MuJoCo hyperparameters for every "
+        "agent (learning_starts 10k, SB3's SAC defaults otherwise). Evaluation every "
+        f"{args.eval_every} steps and at the end: {args.eval_episodes} deterministic episodes, "
+        "episode i reset with seed 10000 + seed + i, the same for every agent. Final return = "
+        "mean of the last evaluation; mean ± sd over seeds (sd with ddof 1); env steps/s of "
+        "training alone (evaluation excluded), whole run and update phase (after learning_starts).",
+        "",
+        "Commands (one process per run, `torch.set_num_threads(1)`, two runs at a time, "
+        "`nice -n 10`, on a snapshot of ebrl's committed code): `bash "
+        "experiments/sac_mujoco/queue.sh`, i.e. for each seed in 0 1 2, env in HalfCheetah-v5 "
+        "Hopper-v5, agent in energy plain sb3: `python experiments/sac_mujoco/run.py --agent "
+        "AGENT --env ENV --seed SEED`; then `python experiments/sac_mujoco/run.py --report`.",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other work), no "
+        f"GPU; torch {torch.__version__}; load average (1 min) at run starts and ends "
+        f"{min(loads):.1f} to {max(loads):.1f}. ebrl: {runs[0]['ebrl_source'] if runs else '-'}.",
+        "",
+    ]
+    bar = []
+    for env in ENVS:
+        sb3 = [r["final_return"] for r in by.get(("sb3", env), [])]
+        lines += [
+            f"## {env}",
+            "",
+            "| agent | final return per seed | mean ± sd | / SB3 | env steps/s | "
+            "update-phase steps/s | wall min/run |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for agent in AGENTS:
+            rs = by.get((agent, env), [])
+            if not rs:
+                continue
+            finals = [r["final_return"] for r in rs]
+            seeds = ", ".join(f"s{r['seed']}: {r['final_return']:.0f}" for r in rs)
+            ratio = np.mean(finals) / np.mean(sb3) if sb3 else float("nan")
+            lines.append(
+                f"| {agent} | {seeds} | {mean_sd(finals)} | {ratio:.2f} | "
+                f"{np.mean([r['steps_per_s'] for r in rs]):.0f} | "
+                f"{np.mean([r['update_phase_steps_per_s'] for r in rs]):.0f} | "
+                f"{np.mean([r['wall_s'] for r in rs]) / 60:.1f} |"
+            )
+            if agent == "energy" and sb3:
+                bar.append((env, ratio, len(rs), len(sb3)))
+        lines.append("")
+    if bar:
+        lines += [
+            "**Bar** (energy mean final return >= 0.95x SB3's on both envs, >= SB3's on one):"
+        ]
+        for env, ratio, n, m in bar:
+            lines.append(f"- {env}: {ratio:.2f}x ({n} vs {m} seeds)")
+        both = len(bar) == len(ENVS) and all(r >= 0.95 for _, r, _, _ in bar)
+        one = any(r >= 1.0 for _, r, _, _ in bar)
+        lines += [
+            f"- >= 0.95x on both: {'met' if both else 'not met'}; >= 1x on one: "
+            f"{'met' if one else 'not met'}",
+            "",
+        ]
+    lines += diagnostics_table(by), "", "![curves](curves.png)"
+    write_report(HERE / "results.md", lines)
+    print("\n".join(lines))
+    plot(by)
+
+
+def diagnostics_table(by: dict) -> str:
+    rows = [
+        "## What the energy policy changes: diagnostics (mean over seeds)",
+        "",
+        "ESS: the acting sampler's effective sample size out of 16 (`train/ess`), mean over the "
+        "update phase and its last logged value; temperature T, critic loss, `q_mean` and the "
+        "actor's entropy at the end (SB3: its `ent_coef` and last critic loss); `actor mode`: the "
+        "energy agent's final networks evaluated with the actor's mode as the deterministic "
+        "action (plain SAC's), instead of the 10-step mode search.",
+        "",
+        "| env | agent | final return | actor mode | ESS (mean) | ESS (end) | T (end) | "
+        "critic loss (end) | q_mean (end) | entropy (end) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    columns = [
+        lambda r: r["final_return"],
+        lambda r: r["curve"][-1].get("actor_mode"),
+        lambda r: after_start(r, "train/ess"),
+        lambda r: last(r, "train/ess"),
+        lambda r: r["curve"][-1]["temperature"],
+        lambda r: r["curve"][-1].get("critic_loss", last(r, "train/critic_loss")),
+        lambda r: last(r, "train/q_mean"),
+        lambda r: last(r, "train/entropy"),
+    ]
+    for env in ENVS:
+        for agent in AGENTS:
+            rs = by.get((agent, env), [])
+            cells = [mean_of([f(r) for r in rs]) for f in columns]
+            if rs:
+                rows.append(f"| {env} | {agent} | {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def plot(by: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(ENVS), figsize=(11, 4))
+    for ax, env in zip(axes, ENVS, strict=True):
+        for agent in AGENTS:
+            rs = by.get((agent, env), [])
+            if not rs:
+                continue
+            n = min(len(r["curve"]) for r in rs)
+            xs = [p["step"] for p in rs[0]["curve"][:n]]
+            ys = np.array([[p["mean"] for p in r["curve"][:n]] for r in rs])
+            mean, sd = ys.mean(0), ys.std(0, ddof=1) if len(rs) > 1 else np.zeros(n)
+            ax.plot(xs, mean, marker="o", ms=3, label=f"{agent} ({len(rs)} seeds)")
+            ax.fill_between(xs, mean - sd, mean + sd, alpha=0.2)
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    axes[0].set_ylabel("evaluation return (mean ± sd over seeds)")
+    fig.tight_layout()
+    fig.savefig(HERE / "curves.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", choices=AGENTS)
+    parser.add_argument("--env", choices=ENVS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--eval-every", type=int, default=5_000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--learning-starts", type=int, default=None,
+                        help="override RL-Zoo's 10k (only for timing runs)")  # fmt: skip
+    parser.add_argument("--runs-dir", default=str(HERE / "runs"))
+    parser.add_argument("--report", action="store_true", help="write results.md and curves.png")
+    args = parser.parse_args()
+    if args.report:
+        report(args)
+    elif args.agent is None or args.env is None:
+        parser.error("--agent and --env are needed (or --report)")
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
