@@ -41,6 +41,9 @@ class OffPolicyConfig:
     """KL-to-anchor target of the automatic temperature with an anchor (default per agent)."""
     log_interval: int = 1000
     """Env steps between TensorBoard writes."""
+    compile: bool = False
+    """torch.compile the acting step and the update's losses (CUDA graphs on CUDA). Off by
+    default: on a CPU it was measured not to pay (scripts/results/bench_sac.md)."""
 
     # (name, kind) for __post_init__: "int>=1", "int>=0", "float>0", "[0,1]"
     _checks: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -75,6 +78,9 @@ class OffPolicyConfig:
                 raise ValueError(f"{owner}: {name} must be finite and > 0, got {value!r}")
             elif kind == "[0,1]" and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{owner}: {name} must be in [0, 1], got {value!r}")
+        if not isinstance(self.compile, bool | np.bool_):
+            raise TypeError(f"{owner}: compile must be a bool, got {self.compile!r}")
+        object.__setattr__(self, "compile", bool(self.compile))
         for name in ("target_entropy", "target_kl"):
             value = getattr(self, name)
             if value is not None and (

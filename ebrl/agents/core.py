@@ -633,6 +633,22 @@ class OffPolicyAgent:
         """Restores what :meth:`extra_state` saved."""
 
 
+# torch.compile's backend for ``config.compile``; tests set "aot_eager" (the same graphs, guards
+# and autograd, without generating code)
+COMPILE_BACKEND = "inductor"
+
+
+def compile_hot_path(fn: Callable, device: torch.device, *, fullgraph: bool) -> Callable:
+    """``torch.compile(fn)`` for an agent's acting step or loss: static shapes (an agent's batch
+    sizes are fixed, so one graph each), and on CUDA ``mode="reduce-overhead"`` (CUDA graphs:
+    one launch per step instead of one per op). ``fullgraph`` for the acting steps, which are
+    pure tensor functions; the losses may break the graph (e.g. around a user anchor)."""
+    options: dict = {"dynamic": False, "fullgraph": fullgraph, "backend": COMPILE_BACKEND}
+    if device.type == "cuda" and COMPILE_BACKEND == "inductor":
+        options["mode"] = "reduce-overhead"
+    return torch.compile(fn, **options)
+
+
 def _callbacks(callback, owner: str) -> list[Callback]:
     """``callback`` (None, one callback, or a list of them) as a list of callables. A callback
     is a callable ``callback(agent, info)``, or a Stable-Baselines3-style object (one with

@@ -40,12 +40,20 @@ from torch.distributions import AffineTransform, Distribution, TransformedDistri
 
 from ebrl.agents.buffer import Transitions
 from ebrl.agents.config import OffPolicyConfig
-from ebrl.agents.core import OffPolicyAgent
+from ebrl.agents.core import OffPolicyAgent, compile_hot_path
 from ebrl.agents.critics import QEnsemble
 from ebrl.agents.evaluation import EnvLike
 from ebrl.agents.updates import frozen, polyak_update, temperature_loss
 from ebrl.policies import AnchoredPolicy, GaussianAnchor, UniformAnchor
-from ebrl.samplers import MALA, Chain, ImportanceSampler, Mixture, draw, log_normalizer
+from ebrl.samplers import (
+    MALA,
+    Chain,
+    ImportanceSampler,
+    Mixture,
+    draw,
+    effective_sample_size,
+    log_normalizer,
+)
 from ebrl.samplers.proposal import ProposalSampler
 
 __all__ = ["SAC", "SACConfig", "SACNetworks", "actor_loss", "critic_loss", "temperature_loss"]
@@ -148,6 +156,7 @@ class SACNetworks(nn.Module):
         self, obs_dim: int, act_dim: int, config: SACConfig, anchor: nn.Module | None = None
     ):
         super().__init__()
+        self.act_dim = act_dim
         unit_box = gym.spaces.Box(-1.0, 1.0, shape=(act_dim,), dtype=np.float32)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden_sizes, config.n_critics)
         self.actor = GaussianAnchor(obs_dim, unit_box, hidden_sizes=config.hidden_sizes)
@@ -188,17 +197,20 @@ def critic_loss(
     generator: torch.Generator | None = None,
     value_sampler: ImportanceSampler | None = None,
     anchor_mix: float = 0.0,
+    noise: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Soft Bellman residual, eq. (5): ``1/2 sum_k E(Q_k(s, a) - y)^2``, ``y = r + gamma (1 - d)
     V(s')`` from the target critics (no gradient into the target; only the critics get one).
 
     ``V(s')``: with no ``value_sampler``, eq. (3) from one actor sample,
-    ``min Q'(s', a') - T (log q(a'|s') - log anchor(a'|s'))``; with one, soft Q-learning's
+    ``min Q'(s', a') - T (log q(a'|s') - log anchor(a'|s'))`` (``noise[B, d]``, standard
+    normal, drives that sample when given; else ``generator``); with one, soft Q-learning's
     ``T log E_q[anchor exp(Q'/T) / q]`` by importance sampling (SQL eq. 10).
     """
     with torch.no_grad():
         if value_sampler is None:
-            next_a, log_q = nets.actor(batch.next_obs).rsample_and_log_prob(generator=generator)
+            mean, std = nets.actor.gaussian(batch.next_obs)
+            next_a, log_q = squashed_sample(mean, std, _noise(mean, noise, generator))
             reg = log_q - nets.log_anchor(batch.next_obs, next_a)
             value = nets.critic_target(batch.next_obs, next_a).min(0).values - temperature * reg
         else:
@@ -222,21 +234,122 @@ def actor_loss(
     temperature: Tensor,
     *,
     generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Reverse KL from the actor to the energy policy, eq. (7)/(12),
-    ``E_{a~q}[T (log q(a|s) - log anchor(a|s)) - Q(s, a)]`` with ``a`` reparameterised.
+    ``E_{a~q}[T (log q(a|s) - log anchor(a|s)) - Q(s, a)]`` with ``a`` reparameterised
+    (``noise[B, d]``, standard normal, drives the draw when given; else ``generator``).
 
     The gradient reaches the critics' *inputs* (the actions), never their parameters (only the
     actor gets one). Terms: ``actor_loss`` and ``entropy`` (uniform anchor) or
     ``kl_to_anchor``, the estimate :func:`temperature_loss` takes.
     """
-    actions, log_q = nets.actor(batch.obs).rsample_and_log_prob(generator=generator)
     with frozen(nets.critic, nets.anchor):
-        reg = log_q - nets.log_anchor(batch.obs, actions)
-        loss = (temperature * reg - nets.utility(batch.obs, actions)).mean()
+        return _actor_loss(nets, batch, temperature, _noise_for(nets, batch.obs, noise, generator))
+
+
+def _actor_loss(
+    nets: SACNetworks, batch: Transitions, temperature: Tensor, noise: Tensor
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`actor_loss` with the critics and anchor already frozen (outside a compiled
+    graph: ``requires_grad`` cannot change inside one) and the noise drawn."""
+    mean, std = nets.actor.gaussian(batch.obs)
+    actions, log_q = squashed_sample(mean, std, noise)
+    reg = log_q - nets.log_anchor(batch.obs, actions)
+    loss = (temperature * reg - nets.utility(batch.obs, actions)).mean()
     if nets.entropy_mode:
         return loss, {"actor_loss": loss, "entropy": -reg.detach().mean()}
     return loss, {"actor_loss": loss, "kl_to_anchor": reg.detach().mean()}
+
+
+def _noise(like: Tensor, noise: Tensor | None, generator: torch.Generator | None) -> Tensor:
+    """``noise``, or a standard normal draw shaped like ``like`` from ``generator``."""
+    if noise is not None:
+        return noise
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def _noise_for(
+    nets: SACNetworks, obs: Tensor, noise: Tensor | None, generator: torch.Generator | None
+) -> Tensor:
+    """The actor's standard normal noise ``[B, d]`` for ``obs[B, o]``."""
+    if noise is not None:
+        return noise
+    shape = (obs.shape[0], nets.act_dim)
+    return torch.randn(shape, generator=generator, dtype=obs.dtype, device=obs.device)
+
+
+# ----------------------------------------------------------------------------- fused pieces
+# The actor's squashed Gaussian in [-1, 1]^d and the default acting sampler written as plain
+# tensor functions of their noise: the same numbers as the distribution objects and
+# ImportanceSampler (tested), without building those objects at every step, and with only tensor
+# inputs, so that torch.compile captures each in one graph that does not recompile per state.
+
+_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
+
+
+def squashed_sample(mean: Tensor, std: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+    """``a = tanh(u)``, ``u = mean + std * noise``, and ``log q(a)`` computed from ``u`` (exact
+    where ``tanh`` saturates): :meth:`~ebrl.policies.SquashedDistribution.rsample_and_log_prob`
+    of the actor on ``[-1, 1]^d`` with its noise given. Shapes ``[*, B, d] -> [*, B, d], [*, B]``.
+    """
+    u = mean + std * noise
+    log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+    log_base = -((u - mean) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
+    return torch.tanh(u), log_base.sum(-1) - log_det.sum(-1)
+
+
+def squashed_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
+    """``log q(a)`` of the actor's squashed Gaussian at ``actions`` in ``[-1, 1]^d`` (inverted
+    through ``atanh`` as :class:`~ebrl.policies.SquashedDistribution` does, the boundary
+    clamped inside by one ulp)."""
+    eps = torch.finfo(actions.dtype).eps
+    u = torch.atanh(actions.clamp(-1 + eps, 1 - eps))
+    log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+    log_base = -((u - mean) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
+    return log_base.sum(-1) - log_det.sum(-1)
+
+
+def actor_sample(nets: SACNetworks, obs: Tensor, normal: Tensor) -> Tensor:
+    """The actor's draws ``tanh(mean + std * normal)`` for ``obs[B, o]`` (plain SAC's acting
+    step): ``normal[*, B, d] -> [*, B, d]``."""
+    mean, std = nets.actor.gaussian(obs)
+    return torch.tanh(mean + std * normal)
+
+
+def importance_step(
+    nets: SACNetworks,
+    obs: Tensor,
+    temperature: Tensor,
+    normal: Tensor,
+    uniform: Tensor,
+    pick: Tensor,
+    anchor_mix: float,
+    pick_threshold: float,
+) -> tuple[Tensor, Tensor]:
+    """The default acting sampler's particles ``[n, B, d]`` and log-weights ``[n, B]`` for
+    ``obs[B, o]``, the uniform anchor, given its noise: the same numbers as
+    :class:`~ebrl.samplers.ImportanceSampler` on the policy's energy with the proposal
+    ``(1 - anchor_mix) actor + anchor_mix uniform`` and the same generator draws.
+
+    ``normal[n, B, d]`` drives the actor's draws, ``uniform[n, B, d]`` the anchor's and
+    ``pick[n, B]`` the mixture's choice (anchor where ``pick >= pick_threshold``, the mixture's
+    cumulative weight of the actor); the last two are unused when ``anchor_mix`` is 0. Every
+    particle is inside the box, so none is masked.
+    """
+    mean, std = nets.actor.gaussian(obs)
+    particles = torch.tanh(mean + std * normal)
+    log_anchor = -normal.shape[-1] * math.log(2.0)  # the uniform density on [-1, 1]^d
+    if anchor_mix > 0:
+        particles = torch.where((pick >= pick_threshold).unsqueeze(-1), 2 * uniform - 1, particles)
+    log_q = squashed_log_prob(mean, std, particles)
+    if anchor_mix > 0:  # log((1 - m) q_actor + m anchor)
+        log_actor_weight = math.log(1 - anchor_mix) if anchor_mix < 1 else -math.inf
+        log_q = torch.logaddexp(
+            log_q + log_actor_weight, torch.full_like(log_q, log_anchor + math.log(anchor_mix))
+        )
+    q = nets.utility(obs, particles)
+    return particles, log_anchor + q / temperature - log_q
 
 
 # ----------------------------------------------------------------------------- the agent
@@ -331,12 +444,24 @@ class SAC(OffPolicyAgent):
             if cfg.mala_steps > 0:
                 mala = MALA(cfg.mala_step_size, cfg.mala_steps, bounds=(-1.0, 1.0), warmup_steps=5)
                 sampler = Chain(sampler, mala)
-        self.policy = AnchoredPolicy(
+        self.policy = self._own_policy = AnchoredPolicy(
             self.anchor, self.nets.utility, self.temperature, sampler, mode_steps=cfg.mode_steps
         )
         self.value_sampler = None
         if cfg.value_target == "importance":
             self.value_sampler = ImportanceSampler(cfg.target_particles, bounds=(-1.0, 1.0))
+        # the mixture's cumulative weight of the actor, as Mixture computes it (float32)
+        weights = torch.tensor([1.0 - cfg.anchor_mix, cfg.anchor_mix], dtype=torch.float64)
+        self._pick_threshold = float(weights.log().float().exp()[0])
+        # The hot paths: eager functions, or compiled ones (config.compile). Acting compiles in
+        # full (one graph); the losses' backward and the optimiser steps stay eager.
+        self._importance_step, self._actor_sample = importance_step, actor_sample
+        self._critic_loss, self._actor_loss = critic_loss, _actor_loss
+        if cfg.compile:
+            self._importance_step = compile_hot_path(importance_step, self.device, fullgraph=True)
+            self._actor_sample = compile_hot_path(actor_sample, self.device, fullgraph=True)
+            self._critic_loss = compile_hot_path(critic_loss, self.device, fullgraph=False)
+            self._actor_loss = compile_hot_path(_actor_loss, self.device, fullgraph=False)
 
     @staticmethod
     def _check_action_space(space: gym.Space) -> gym.spaces.Box:
@@ -359,9 +484,67 @@ class SAC(OffPolicyAgent):
         if deterministic:
             init = self.actor(obs).median
             return policy.act(obs, deterministic=True, init=init), {}
-        proposal = self.nets.proposal(obs, self.config.anchor_mix)
+        sampler, own = policy.sampler, policy is self._own_policy
+        mix = self.config.anchor_mix
+        # The agent's own policy with its default kind of sampler acts through the fused step
+        # (the same draws and numbers as the general path below, tested; no distribution
+        # objects built per step); any other policy or sampler through the general path.
+        if own and mix == 0.0 and type(sampler) is ProposalSampler:
+            actions = self._actor_sample(self.nets, obs, self._normal((obs.shape[0], self.act_dim)))
+            if sampler.check and not bool(torch.isfinite(actions).all()):  # the one host sync
+                raise ValueError(
+                    "SAC.act: the actor's actions are NaN or inf (NaN observations or actor "
+                    "parameters?)"
+                )
+            return actions, {}
+        if (
+            own
+            and self.entropy_mode
+            and type(sampler) is ImportanceSampler
+            and (sampler.bounds == (-1.0, 1.0))
+        ):
+            return self._act_importance(obs, sampler)
+        proposal = self.nets.proposal(obs, mix)
         result = policy.sample(obs, 1, proposal=proposal, generator=self.generator)
         return result.samples[0], result.stats
+
+    def _normal(self, shape: tuple[int, ...]) -> Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
+    def _act_importance(
+        self, obs: Tensor, sampler: ImportanceSampler
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """:class:`~ebrl.samplers.ImportanceSampler`'s ``sample`` with the default proposal and
+        the uniform anchor, through :func:`importance_step`: the generator's draws in the same
+        order (actor, anchor, mixture choice, resampling), so the same actions."""
+        n, batch, mix = sampler.n_particles, obs.shape[0], self.config.anchor_mix
+        normal = self._normal((n, batch, self.act_dim))
+        uniform, pick = normal, normal[..., 0]  # unused placeholders without anchor draws
+        if mix > 0:
+            uniform = torch.rand(
+                (n, batch, self.act_dim), generator=self.generator, device=self.device
+            )
+            pick = torch.rand((n, batch), generator=self.generator, device=self.device)
+        particles, log_weights = self._importance_step(
+            self.nets,
+            obs,
+            self._policy_temperature,
+            normal,
+            uniform,
+            pick,
+            mix,
+            self._pick_threshold,
+        )
+        log_z = log_normalizer(log_weights)
+        if sampler.check and not bool(torch.isfinite(log_z).all()):  # the one host sync
+            raise ValueError(
+                "SAC.act: the acting sampler's weights are NaN or infinite for some state "
+                "(NaN or infinite Q-values, observations or actor outputs?)"
+            )
+        probs = torch.softmax(log_weights, dim=0).T  # [B, n]
+        index = torch.multinomial(probs, 1, replacement=True, generator=self.generator)
+        actions = particles[index[:, 0], torch.arange(batch, device=obs.device)]
+        return actions, {"ess": effective_sample_size(log_weights), "log_normalizer": log_z}
 
     def explore(self, obs: Tensor) -> Tensor:
         return draw(self.anchor(obs), (1,), self.generator)[0].clamp(-1, 1)
@@ -376,21 +559,28 @@ class SAC(OffPolicyAgent):
 
     def update(self, batch: Transitions) -> dict[str, Tensor]:
         """One SAC iteration (Algorithm 1): critics, actor, temperature, then Polyak."""
-        temperature = self.temperature
-        loss, metrics = critic_loss(
-            self.nets,
-            batch,
-            temperature,
-            gamma=self.config.gamma,
-            generator=self.generator,
-            value_sampler=self.value_sampler,
-            anchor_mix=self.config.anchor_mix,
-        )
+        temperature, shape = self.temperature, (batch.obs.shape[0], self.act_dim)
+        if self.value_sampler is None:
+            loss, metrics = self._critic_loss(
+                self.nets, batch, temperature, gamma=self.config.gamma, noise=self._normal(shape)
+            )
+        else:  # importance-sampled soft value: the sampler draws from the generator (eager)
+            loss, metrics = critic_loss(
+                self.nets,
+                batch,
+                temperature,
+                gamma=self.config.gamma,
+                generator=self.generator,
+                value_sampler=self.value_sampler,
+                anchor_mix=self.config.anchor_mix,
+            )
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()
 
-        loss, terms = actor_loss(self.nets, batch, temperature, generator=self.generator)
+        noise = self._normal(shape)
+        with frozen(self.critic, self.anchor):  # outside any compiled graph
+            loss, terms = self._actor_loss(self.nets, batch, temperature, noise)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()

@@ -41,7 +41,7 @@ from torch.distributions import Categorical
 
 from ebrl.agents.buffer import Transitions
 from ebrl.agents.config import OffPolicyConfig
-from ebrl.agents.core import OffPolicyAgent
+from ebrl.agents.core import OffPolicyAgent, compile_hot_path
 from ebrl.agents.evaluation import EnvLike
 from ebrl.agents.updates import polyak_update
 from ebrl.networks import mlp
@@ -153,6 +153,12 @@ def _regulariser(log_pi: Tensor, log_anchor: Tensor | None) -> Tensor:
     return torch.where(pi > 0, pi * (log_pi - log_anchor), 0.0).sum(-1)
 
 
+def policy_probs(nets: SoftQNetworks, obs: Tensor, temperature: Tensor) -> Tensor:
+    """``pi(.|s) = softmax(log anchor + Q / T)``, ``[B, n]``, for ``obs[B, o]``: the acting
+    step (a function of tensors only, so that it compiles once)."""
+    return torch.softmax(_scaled(nets.log_anchor(obs), nets.q(obs), temperature), -1)
+
+
 # ----------------------------------------------------------------------------- losses
 
 
@@ -187,14 +193,15 @@ def q_loss(
             scaled = _scaled(nets.log_anchor(batch.next_obs), q_next, temperature)
             value = temperature * torch.logsumexp(scaled, -1)
         target = torch.addcmul(batch.rewards, 1 - batch.terminated, value, value=gamma)
-    q = nets.q(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    q_all = nets.q(batch.obs)
+    q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
     if loss == "huber":
         value_loss = nn.functional.smooth_l1_loss(q, target)
     else:
         value_loss = nn.functional.mse_loss(q, target)
     if not double_q:  # the regulariser on the batch's states (double-Q has it for s')
         with torch.no_grad():
-            reg = _regulariser(*nets.log_policy(batch.obs, nets.q(batch.obs), temperature))
+            reg = _regulariser(*nets.log_policy(batch.obs, q_all.detach(), temperature))
     reg = reg.mean()
     name, value = ("entropy", -reg) if nets.entropy_mode else ("kl_to_anchor", reg)
     # q and target are logged as vectors: the core averages them at its log writes
@@ -276,6 +283,13 @@ class SoftQ(OffPolicyAgent):
             self.nets.anchor, self.nets.q, self.temperature
         )
         self.gradient_steps_done = 0
+        # The hot paths: eager functions, or compiled ones (config.compile): the policy's
+        # probabilities in one graph, the loss's forward (its backward and the optimiser step
+        # stay eager).
+        self._policy_probs, self._q_loss = policy_probs, q_loss
+        if cfg.compile:
+            self._policy_probs = compile_hot_path(policy_probs, self.device, fullgraph=True)
+            self._q_loss = compile_hot_path(q_loss, self.device, fullgraph=False)
 
     @staticmethod
     def _check_action_space(space: gym.Space) -> gym.spaces.Discrete:
@@ -294,8 +308,7 @@ class SoftQ(OffPolicyAgent):
         """
         if self.policy is not self._own_policy:
             return self.policy.act(obs, deterministic, self.generator), {}
-        log_anchor = self.nets.log_anchor(obs)
-        probs = torch.softmax(_scaled(log_anchor, self.nets.q(obs), self._policy_temperature), -1)
+        probs = self._policy_probs(self.nets, obs, self._policy_temperature)
         if not bool(torch.isfinite(probs).all()):  # NaN Q, or no action the anchor allows
             raise ValueError(
                 "SoftQ.act: the policy is NaN or has no action of nonzero probability for some "
@@ -318,7 +331,7 @@ class SoftQ(OffPolicyAgent):
         """One gradient step on the Q-network (clipped), then the temperature; the target
         network every ``target_update_interval`` steps."""
         cfg = self.config
-        loss, metrics = q_loss(
+        loss, metrics = self._q_loss(
             self.nets,
             batch,
             self.temperature,

@@ -190,7 +190,8 @@ def categorical_log_probs(dist: Categorical) -> Tensor:
             f"categorical_log_probs: expected a torch.distributions.Categorical, got "
             f"{type(dist).__name__}"
         )
-    built_from_probs = getattr(dist, "_param", None) is vars(dist).get("probs", object())
+    param = getattr(dist, "_param", None)
+    built_from_probs = param is not None and param is dist.__dict__.get("probs")
     return dist.probs.log() if built_from_probs else dist.logits
 
 

@@ -1,0 +1,164 @@
+"""The agents' hot paths.
+
+- The fused acting steps give exactly the general sampler's actions and stats (the same generator
+  draws in the same order), for every proposal mix, action dimension and the plain-SAC sampler.
+- ``config.compile`` captures the acting steps (one graph each, no graph break) and the losses,
+  trains to the same parameters as eager code, and does not recompile when the states, the
+  batches or the temperature change: the graph counts are stated here, so a change that adds a
+  recompilation or a graph break fails.
+
+Compiled tests use the ``aot_eager`` backend (the same graphs, guards and autograd as the
+default ``inductor``, without generating code), except one that runs inductor itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import ebrl.agents.core as core
+from ebrl.agents import SAC, SACConfig, SoftQ, SoftQConfig
+from ebrl.agents.sac import importance_step
+from ebrl.policies import AnchoredPolicy, CategoricalAnchor
+
+
+@pytest.fixture
+def aot_eager(monkeypatch):
+    monkeypatch.setattr(core, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def graphs() -> int:
+    return counters["stats"]["unique_graphs"]
+
+
+def general_policy(agent: SAC) -> AnchoredPolicy:
+    """An equal policy that is not the agent's own object: the agent acts through the general
+    sampler path with it."""
+    own = agent.policy
+    return AnchoredPolicy(own.anchor, own.utility, agent.temperature, own.sampler)
+
+
+def act_twice(agent: SAC, obs: torch.Tensor):
+    """The agent's stochastic actions on ``obs`` from its own (fused) policy and from the
+    general path, from the same generator state."""
+    state = agent.generator.get_state()
+    fused = agent.act(obs, deterministic=False)
+    agent.generator.set_state(state)
+    own, agent.policy = agent.policy, general_policy(agent)
+    general = agent.act(obs, deterministic=False)
+    agent.policy = own
+    return fused, general
+
+
+@pytest.mark.parametrize(
+    ("env_id", "config"),
+    [
+        ("Pendulum-v1", SACConfig(learning_starts=100)),  # the default: 16 particles, mix 0.1
+        ("Pendulum-v1", SACConfig(learning_starts=100, n_particles=5, anchor_mix=0.0)),
+        ("Pendulum-v1", SACConfig(learning_starts=100, n_particles=5, anchor_mix=1.0)),
+        ("ebrl/MultiGoal-v0", SACConfig(learning_starts=100, anchor_mix=0.3)),  # 2-D actions
+        ("Pendulum-v1", SACConfig.plain(learning_starts=100)),
+    ],
+    ids=["default", "actor-only", "anchor-only", "2d", "plain"],
+)
+def test_fused_acting_equals_the_general_sampler(env_id, config):
+    agent = SAC(env_id, seed=3, config=config, device="cpu", num_envs=4)
+    agent.learn(200, progress_bar=False)  # trained a little: the critic is not flat
+    obs = agent.obs_tensor(agent._last_obs)
+    assert agent.policy.sampler is not None
+    with torch.no_grad():
+        (fused, fused_stats), (general, general_stats) = act_twice(agent, obs)
+    assert fused.shape == (4, agent.act_dim)
+    assert torch.equal(fused, general)
+    assert fused_stats.keys() == general_stats.keys()
+    for name, value in fused_stats.items():
+        torch.testing.assert_close(value, general_stats[name], rtol=1e-5, atol=1e-5)
+    if not config.is_plain:  # importance weights that are not all equal
+        assert (fused_stats["ess"] < config.n_particles - 1e-3).any()
+
+
+def test_fused_acting_refuses_nan_weights():
+    agent = SAC("Pendulum-v1", seed=0, config=SACConfig(learning_starts=0), device="cpu")
+    with torch.no_grad():
+        agent.critic.layers[-1].bias.fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"SAC\.act: the acting sampler's weights are NaN"):
+        agent.act(torch.zeros(1, 3), deterministic=False)
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["energy", "plain"])
+def test_compiled_sac_trains_like_eager_and_never_recompiles(aot_eager, plain):
+    make = SACConfig.plain if plain else SACConfig
+    agents = {
+        flag: SAC(
+            "Pendulum-v1", seed=1, config=make(learning_starts=64, batch_size=32, compile=flag)
+        )
+        for flag in (False, True)
+    }
+    for agent in agents.values():
+        agent.learn(160, progress_bar=False)
+    eager, compiled = agents[False], agents[True]
+    for name, module in eager.modules().items():
+        for p, q in zip(module.parameters(), compiled.modules()[name].parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+    # the acting step (one graph); the critic loss; the actor loss (no graph break in either)
+    assert graphs() == 3
+    assert not counters["graph_break"]
+    # new states, batches and temperatures: no new graph
+    for seed in range(5):
+        obs = torch.randn(1, 3, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            compiled.act(obs, deterministic=False)
+    compiled.learn(40, progress_bar=False, reset_num_timesteps=False)
+    assert graphs() == 3
+
+
+def test_compiled_softq_trains_like_eager_and_never_recompiles(aot_eager):
+    config = {"learning_starts": 64, "batch_size": 32, "train_freq": 4, "gradient_steps": 2}
+    agents = {
+        flag: SoftQ("CartPole-v1", seed=2, config=SoftQConfig(**config, compile=flag))
+        for flag in (False, True)
+    }
+    for agent in agents.values():
+        agent.learn(200, progress_bar=False)
+    for p, q in zip(
+        agents[False].nets.q.parameters(), agents[True].nets.q.parameters(), strict=True
+    ):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    assert graphs() == 2  # the policy's probabilities; the loss
+    assert not counters["graph_break"]
+    agents[True].learn(100, progress_bar=False, reset_num_timesteps=False)
+    assert graphs() == 2
+
+
+def test_compiled_softq_with_an_anchor_acts_in_one_graph(aot_eager):
+    anchor = CategoricalAnchor(4, 2, hidden_sizes=(16,))
+    config = SoftQConfig(learning_starts=32, batch_size=16, train_freq=4, compile=True)
+    agent = SoftQ("CartPole-v1", anchor=anchor, seed=0, config=config)
+    agent.learn(64, progress_bar=False)
+    before = graphs()
+    with torch.no_grad():
+        for seed in range(3):
+            agent.act(torch.randn(1, 4, generator=torch.Generator().manual_seed(seed)), False)
+    assert graphs() == before
+
+
+def test_inductor_compiled_acting_equals_eager():
+    """The default backend's generated code: the same actions as the eager step (to float
+    rounding: the fused kernels may reorder sums)."""
+    torch._dynamo.reset()
+    agent = SAC("Pendulum-v1", seed=0, config=SACConfig(learning_starts=0, compile=True))
+    obs = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    state = agent.generator.get_state()
+    with torch.no_grad():
+        compiled, stats = agent.act(obs, deterministic=False)
+        agent.generator.set_state(state)
+        agent._importance_step = importance_step  # the eager function
+        eager, eager_stats = agent.act(obs, deterministic=False)
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(stats["ess"], eager_stats["ess"])
+    torch._dynamo.reset()
