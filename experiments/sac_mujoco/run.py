@@ -47,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 ENVS = ("HalfCheetah-v5", "Hopper-v5")
 AGENTS = ("energy", "plain", "sb3")
 SEEDS = (0, 1, 2)
+COLORS = {"energy": "C0", "plain": "C2", "sb3": "C1", "actor_mode": "C3"}
 ZOO_LEARNING_STARTS = 10_000  # sac.yml, HalfCheetah-v4 / Hopper-v4 (&mujoco-defaults)
 
 
@@ -130,6 +131,7 @@ def run_ebrl(args, evaluator: Evaluator, tb_dir: Path) -> dict:
     agent.learn(args.steps, progress_bar=False, callback=callback)
     if not evaluator.curve or evaluator.curve[-1]["step"] != agent.num_timesteps:
         evaluator.now(agent.num_timesteps, evaluate, diagnostics)
+    agent.save(tb_dir.with_name(f"{tb_dir.name}.pt"), replay_buffer=False)  # for later checks
     return {"config": dataclasses.asdict(agent.config)}
 
 
@@ -326,7 +328,13 @@ def report(args) -> None:
             f"{'met' if one else 'not met'}",
             "",
         ]
-    lines += diagnostics_table(by), "", "![curves](curves.png)"
+    lines += [
+        diagnostics_table(by),
+        "",
+        "![diagnostics](diagnostics.png)",
+        "",
+        "![curves](curves.png)",
+    ]
     write_report(HERE / "results.md", lines)
     print("\n".join(lines))
     plot(by)
@@ -365,32 +373,67 @@ def diagnostics_table(by: dict) -> str:
     return "\n".join(rows)
 
 
+def band(ax, xs, ys, label: str, **style) -> None:
+    """Mean over seeds (rows of ``ys``) with a ± sd band."""
+    ys = np.asarray(ys, dtype=float)
+    mean = ys.mean(0)
+    sd = ys.std(0, ddof=1) if len(ys) > 1 else np.zeros_like(mean)
+    ax.plot(xs, mean, label=f"{label} ({len(ys)} seeds)", **style)
+    ax.fill_between(xs, mean - sd, mean + sd, alpha=0.15, color=ax.lines[-1].get_color())
+
+
+def curve(rs: list[dict], key: str) -> tuple[list[int], list[list[float]]]:
+    """An evaluation-time quantity of every run, over the steps they all reached."""
+    n = min(len(r["curve"]) for r in rs)
+    return [p["step"] for p in rs[0]["curve"][:n]], [[p[key] for p in r["curve"][:n]] for r in rs]
+
+
 def plot(by: dict) -> None:
+    """curves.png: evaluation return of the three agents; diagnostics.png: the energy agent's
+    return by mode search and by the actor's mode beside plain SAC's, the temperature of all
+    three, and the acting sampler's ESS."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(ENVS), figsize=(11, 4))
-    for ax, env in zip(axes, ENVS, strict=True):
+    diag, daxes = plt.subplots(3, len(ENVS), figsize=(11, 10), sharex=True)
+    for i, env in enumerate(ENVS):
+        ax, (ret, temp, ess) = axes[i], daxes[:, i]
         for agent in AGENTS:
             rs = by.get((agent, env), [])
             if not rs:
                 continue
-            n = min(len(r["curve"]) for r in rs)
-            xs = [p["step"] for p in rs[0]["curve"][:n]]
-            ys = np.array([[p["mean"] for p in r["curve"][:n]] for r in rs])
-            mean, sd = ys.mean(0), ys.std(0, ddof=1) if len(rs) > 1 else np.zeros(n)
-            ax.plot(xs, mean, marker="o", ms=3, label=f"{agent} ({len(rs)} seeds)")
-            ax.fill_between(xs, mean - sd, mean + sd, alpha=0.2)
+            style = {"color": COLORS[agent], "marker": "o", "ms": 3}
+            band(ax, *curve(rs, "mean"), agent, **style)
+            band(temp, *curve(rs, "temperature"), agent, **style)
+            if agent != "sb3":
+                band(ret, *curve(rs, "mean"), agent, **style)
+            if agent == "energy":
+                style = {"color": COLORS["actor_mode"], "ls": "--", "marker": "x"}
+                band(ret, *curve(rs, "actor_mode"), "energy, actor's mode", **style)
+                points = [[v for s, v in r["scalars"].get("train/ess", [])] for r in rs]
+                n = min(len(p) for p in points)
+                steps = [s for s, _ in rs[0]["scalars"]["train/ess"][:n]]
+                band(ess, steps, [p[:n] for p in points], "energy", color=COLORS[agent])
         ax.set_title(env)
         ax.set_xlabel("env steps")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
+        ret.set_title(env)
+        ret.set_ylabel("evaluation return")
+        temp.set_ylabel("temperature T (SB3: ent_coef)")
+        temp.set_yscale("log")
+        ess.set_ylabel("acting ESS (of 16 particles)")
+        ess.set_xlabel("env steps")
+        for a in (ax, ret, temp, ess):
+            a.grid(alpha=0.3)
+            if a.lines:
+                a.legend(fontsize=8)
     axes[0].set_ylabel("evaluation return (mean ± sd over seeds)")
     fig.tight_layout()
     fig.savefig(HERE / "curves.png", dpi=110)
+    diag.tight_layout()
+    diag.savefig(HERE / "diagnostics.png", dpi=90)
 
 
 def main() -> None:
