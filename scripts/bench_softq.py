@@ -8,7 +8,9 @@ learning_starts 1000, ...); SoftQ runs with its default CartPole configuration,
 the fields it can find by the same names and prints what matches, differs or has no such field
 (hidden_sizes against SB3's net_arch).
 Each repeat trains every agent for ``--steps`` env steps, interleaved, and times ``learn``
-(construction excluded); the table reports medians over repeats and the ratio to SB3.
+(construction excluded; compiled agents compile inside ``learn``, so compile time counts);
+the table reports medians over repeats and the ratio to SB3, then one gradient step and one
+acting step against their matrix-multiply floor (``scripts/floor.py``).
 
 Run: ``python scripts/bench_softq.py`` (needs ``stable-baselines3``, the ``bench`` extra, and
 ``ebrl.agents.SoftQ``). ``--agents sb3`` times SB3 alone. Writes
@@ -23,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -88,12 +91,55 @@ def schedule_check(config) -> str:
     return "; ".join(parts)
 
 
-def ebrl_run(steps: int, seed: int) -> float:
+def ebrl_run(steps: int, seed: int, compiled: bool = False) -> float:
     SoftQ, config = softq_config()
-    agent = SoftQ(ENV, seed=seed, device="cpu", config=config)
+    torch._dynamo.reset()  # every compiled run pays its own compile (the on-disk cache stays)
+    agent = SoftQ(ENV, seed=seed, device="cpu", config=replace(config, compile=compiled))
     start = time.perf_counter()
     agent.learn(steps, progress_bar=False)
     return steps / (time.perf_counter() - start)
+
+
+def per_call_rows() -> list[str]:
+    """One gradient step and one acting step of SoftQ (eager, compiled) and SB3 DQN's gradient
+    step against their matrix-multiply floor (scripts/floor.py)."""
+    from floor import matmul_floor, median_time
+
+    SoftQ, config = softq_config()
+    rows = []
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        agent = SoftQ(ENV, seed=0, device="cpu", config=replace(config, compile=compiled))
+        agent.learn(1300, progress_bar=False)  # past learning_starts: compiled
+        batch = agent.buffer.sample(config.batch_size, agent.generator)
+        obs = agent.obs_tensor(agent._last_obs)
+        tag = ", compiled" if compiled else ""
+        floor, n = matmul_floor(lambda a=agent, b=batch: a.update(b))
+        t = median_time(lambda a=agent, b=batch: a.update(b), 500)
+        rows.append(
+            f"| SoftQ{tag}: gradient step (batch {config.batch_size}) | {t * 1e6:.0f} us | "
+            f"{floor * 1e6:.0f} us ({n} matmuls) | {t / floor:.2f}x |"
+        )
+        with torch.no_grad():
+            floor, n = matmul_floor(lambda a=agent, o=obs: a.act(o, False))
+            t = median_time(lambda a=agent, o=obs: a.act(o, False), 3000)
+        rows.append(
+            f"| SoftQ{tag}: acting step (1 state) | {t * 1e6:.0f} us | "
+            f"{floor * 1e6:.0f} us ({n} matmuls) | {t / floor:.2f}x |"
+        )
+    try:
+        from stable_baselines3 import DQN
+    except ImportError:
+        return rows
+    model = DQN("MlpPolicy", ENV, seed=0, device="cpu", verbose=0, **ZOO_DQN)
+    model.learn(1300)
+    floor, n = matmul_floor(lambda: model.train(gradient_steps=1, batch_size=64))
+    t = median_time(lambda: model.train(gradient_steps=1, batch_size=64), 500)
+    rows.append(
+        f"| SB3 DQN: gradient step (`model.train(1)`, batch 64) | {t * 1e6:.0f} us | "
+        f"{floor * 1e6:.0f} us ({n} matmuls) | {t / floor:.2f}x |"
+    )
+    return rows
 
 
 def sb3_run(steps: int, seed: int) -> float:
@@ -121,6 +167,7 @@ def main() -> None:
     runs = {}
     if "softq" in args.agents:
         runs[EBRL_NAME] = lambda s: ebrl_run(args.steps, s)
+        runs[EBRL_NAME + ", compile=True"] = lambda s: ebrl_run(args.steps, s, compiled=True)
     if "sb3" in args.agents:
         runs[SB3_NAME] = lambda s: sb3_run(args.steps, s)
     speeds: dict[str, list[float]] = {k: [] for k in runs}
@@ -153,6 +200,15 @@ def main() -> None:
         med = statistics.median(values)
         ratio = f"{med / sb3:.2f}x" if sb3 else "-"
         lines.append(f"| {name} | {med:.1f} | {', '.join(f'{v:.0f}' for v in values)} | {ratio} |")
+    if "softq" in args.agents:
+        lines += [
+            "",
+            "Per call, against the matrix-multiply floor (the same matmuls alone):",
+            "",
+            "| path | time (median) | matmul floor | ratio |",
+            "|---|---|---|---|",
+            *per_call_rows(),
+        ]
     print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_report(args.out, lines)  # keeps a hand-written reading of the previous run

@@ -51,7 +51,6 @@ from ebrl.samplers import (
     ImportanceSampler,
     Mixture,
     draw,
-    effective_sample_size,
     log_normalizer,
 )
 from ebrl.samplers.proposal import ProposalSampler
@@ -306,8 +305,8 @@ def squashed_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
     eps = torch.finfo(actions.dtype).eps
     u = torch.atanh(actions.clamp(-1 + eps, 1 - eps))
     log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
-    log_base = -((u - mean) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
-    return log_base.sum(-1) - log_det.sum(-1)
+    z = (u - mean) / std
+    return (-0.5 * z.square() - std.log() - log_det).sum(-1) - u.shape[-1] * _LOG_SQRT_2PI
 
 
 def actor_sample(nets: SACNetworks, obs: Tensor, normal: Tensor) -> Tensor:
@@ -490,7 +489,9 @@ class SAC(OffPolicyAgent):
         # (the same draws and numbers as the general path below, tested; no distribution
         # objects built per step); any other policy or sampler through the general path.
         if own and mix == 0.0 and type(sampler) is ProposalSampler:
-            actions = self._actor_sample(self.nets, obs, self._normal((obs.shape[0], self.act_dim)))
+            with torch.no_grad():
+                noise = self._normal((obs.shape[0], self.act_dim))
+                actions = self._actor_sample(self.nets, obs, noise)
             if sampler.check and not bool(torch.isfinite(actions).all()):  # the one host sync
                 raise ValueError(
                     "SAC.act: the actor's actions are NaN or inf (NaN observations or actor "
@@ -511,6 +512,7 @@ class SAC(OffPolicyAgent):
     def _normal(self, shape: tuple[int, ...]) -> Tensor:
         return torch.randn(shape, generator=self.generator, device=self.device)
 
+    @torch.no_grad()
     def _act_importance(
         self, obs: Tensor, sampler: ImportanceSampler
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -536,15 +538,18 @@ class SAC(OffPolicyAgent):
             self._pick_threshold,
         )
         log_z = log_normalizer(log_weights)
-        if sampler.check and not bool(torch.isfinite(log_z).all()):  # the one host sync
+        # one host sync: the sum is finite iff every log Z is (NaN or infinite weights, or
+        # none above zero, make some log Z NaN or infinite)
+        if sampler.check and not math.isfinite(float(log_z.sum())):
             raise ValueError(
                 "SAC.act: the acting sampler's weights are NaN or infinite for some state "
                 "(NaN or infinite Q-values, observations or actor outputs?)"
             )
-        probs = torch.softmax(log_weights, dim=0).T  # [B, n]
-        index = torch.multinomial(probs, 1, replacement=True, generator=self.generator)
+        probs = torch.softmax(log_weights, dim=0)  # [n, B]
+        index = torch.multinomial(probs.T, 1, replacement=True, generator=self.generator)
         actions = particles[index[:, 0], torch.arange(batch, device=obs.device)]
-        return actions, {"ess": effective_sample_size(log_weights), "log_normalizer": log_z}
+        # Kish's ESS from the normalised weights: 1 / sum p^2
+        return actions, {"ess": probs.square().sum(0).reciprocal(), "log_normalizer": log_z}
 
     def explore(self, obs: Tensor) -> Tensor:
         return draw(self.anchor(obs), (1,), self.generator)[0].clamp(-1, 1)
