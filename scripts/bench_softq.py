@@ -33,6 +33,7 @@ import torch
 from ebrl.logging import write_report
 
 ENV = "CartPole-v1"
+DEVICE = "cpu"  # --device
 SB3_NAME = "stable-baselines3 DQN (RL-Zoo CartPole-v1)"
 EBRL_NAME = 'ebrl SoftQ, SoftQConfig.for_env("CartPole-v1")'
 
@@ -94,7 +95,7 @@ def schedule_check(config) -> str:
 def ebrl_run(steps: int, seed: int, compiled: bool = False) -> float:
     SoftQ, config = softq_config()
     torch._dynamo.reset()  # every compiled run pays its own compile (the on-disk cache stays)
-    agent = SoftQ(ENV, seed=seed, device="cpu", config=replace(config, compile=compiled))
+    agent = SoftQ(ENV, seed=seed, device=DEVICE, config=replace(config, compile=compiled))
     start = time.perf_counter()
     agent.learn(steps, progress_bar=False)
     return steps / (time.perf_counter() - start)
@@ -109,7 +110,7 @@ def per_call_rows() -> list[str]:
     rows = []
     for compiled in (False, True):
         torch._dynamo.reset()
-        agent = SoftQ(ENV, seed=0, device="cpu", config=replace(config, compile=compiled))
+        agent = SoftQ(ENV, seed=0, device=DEVICE, config=replace(config, compile=compiled))
         agent.learn(1300, progress_bar=False)  # past learning_starts: compiled
         batch = agent.buffer.sample(config.batch_size, agent.generator)
         obs = agent.obs_tensor(agent._last_obs)
@@ -131,7 +132,7 @@ def per_call_rows() -> list[str]:
         from stable_baselines3 import DQN
     except ImportError:
         return rows
-    model = DQN("MlpPolicy", ENV, seed=0, device="cpu", verbose=0, **ZOO_DQN)
+    model = DQN("MlpPolicy", ENV, seed=0, device=DEVICE, verbose=0, **ZOO_DQN)
     model.learn(1300)
     floor, n = matmul_floor(lambda: model.train(gradient_steps=1, batch_size=64))
     t = median_time(lambda: model.train(gradient_steps=1, batch_size=64), 500)
@@ -145,7 +146,7 @@ def per_call_rows() -> list[str]:
 def sb3_run(steps: int, seed: int) -> float:
     from stable_baselines3 import DQN
 
-    model = DQN("MlpPolicy", ENV, seed=seed, device="cpu", verbose=0, **ZOO_DQN)
+    model = DQN("MlpPolicy", ENV, seed=seed, device=DEVICE, verbose=0, **ZOO_DQN)
     start = time.perf_counter()
     model.learn(steps)
     return steps / (time.perf_counter() - start)
@@ -157,8 +158,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--agents", nargs="+", choices=["softq", "sb3"], default=["softq", "sb3"])
-    parser.add_argument("--out", type=Path, default=Path("scripts/results/bench_softq.md"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
+    args.out = args.out or Path(f"scripts/results/bench_softq{suffix}.md")
     torch.set_num_threads(args.threads)
     check = None
     if "softq" in args.agents:
@@ -181,11 +187,13 @@ def main() -> None:
         "# Soft-Q training speed on CartPole-v1",
         "",
         f"Command: `python scripts/bench_softq.py --steps {args.steps} --repeats {args.repeats} "
-        f"--threads {args.threads}`; env steps per second of `learn({args.steps})`, median of "
+        f"--threads {args.threads} --device {args.device}`; env steps per second of "
+        f"`learn({args.steps})`, median of "
         f"{args.repeats} interleaved repeats. SB3 DQN with RL-Zoo's CartPole-v1 hyperparameters "
         f"(train_freq 256, gradient_steps 128, batch 64, 256-256 network, learning_starts 1000, "
         f"target_update_interval 10); SoftQ with its default CartPole config. Machine: "
-        f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch thread(s), CPU, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch thread(s), "
+        f"device {args.device}, "
         f"torch {torch.__version__}; 1-min load average {load_start:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end (other work on the machine shows here).",
         "",

@@ -1,0 +1,80 @@
+"""The agents on a CUDA device, eager and compiled (``config.compile``: CUDA graphs there).
+
+Skipped where CUDA is absent (as in CI); ``scripts/bench_gpu.sh`` runs them first on a GPU.
+They check what only a device can break: every tensor on the device, generators on the device,
+the fused acting step equal to the general sampler there, and compiled training (CUDA graphs
+replaying static buffers) acting as the eager functions do.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ebrl.agents import SAC, SACConfig, SoftQ, SoftQConfig
+from ebrl.agents.sac import actor_sample, importance_step
+from tests.test_compile import act_twice
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["energy", "plain"])
+def test_sac_on_cuda_eager_and_compiled(plain):
+    make = SACConfig.plain if plain else SACConfig
+    agents = {
+        flag: SAC(
+            "Pendulum-v1",
+            seed=0,
+            device="cuda",
+            num_envs=2,
+            config=make(learning_starts=100, batch_size=64, compile=flag),
+        )
+        for flag in (False, True)
+    }
+    for agent in agents.values():
+        agent.learn(300, progress_bar=False)
+        assert all(p.device.type == "cuda" for p in agent.critic.parameters())
+        assert agent.generator.device.type == "cuda"
+        obs = agent.obs_tensor(agent._last_obs)
+        actions, stats = agent.act(obs, deterministic=False)
+        assert actions.device.type == "cuda" and actions.shape == (2, 1)
+        assert all(v.device.type == "cuda" for v in stats.values())
+        assert torch.isfinite(torch.as_tensor(agent.evaluate(2)["mean_return"]))
+    # the compiled acting step (a CUDA graph) against the eager function on the same inputs
+    compiled = agents[True]
+    obs = compiled.obs_tensor(compiled._last_obs)
+    state = compiled.generator.get_state()
+    with torch.no_grad():
+        want, _ = compiled.act(obs, deterministic=False)
+        compiled.generator.set_state(state)
+        compiled._importance_step, compiled._actor_sample = importance_step, actor_sample
+        got, _ = compiled.act(obs, deterministic=False)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_acting_equals_the_general_sampler_on_cuda():
+    agent = SAC(
+        "Pendulum-v1", seed=1, device="cuda", num_envs=4, config=SACConfig(learning_starts=50)
+    )
+    agent.learn(120, progress_bar=False)
+    with torch.no_grad():
+        (fused, stats), (general, general_stats) = act_twice(
+            agent, agent.obs_tensor(agent._last_obs)
+        )
+    assert torch.equal(fused, general)
+    torch.testing.assert_close(stats["ess"], general_stats["ess"], rtol=1e-5, atol=1e-5)
+
+
+def test_softq_on_cuda_eager_and_compiled():
+    config = {"learning_starts": 64, "batch_size": 32, "train_freq": 4, "gradient_steps": 2}
+    agents = {
+        flag: SoftQ(
+            "CartPole-v1", seed=0, device="cuda", config=SoftQConfig(**config, compile=flag)
+        )
+        for flag in (False, True)
+    }
+    for agent in agents.values():
+        agent.learn(300, progress_bar=False)
+        actions, _ = agent.act(agent.obs_tensor(agent._last_obs), deterministic=False)
+        assert actions.device.type == "cuda"
+        assert all(torch.isfinite(p).all() for p in agent.nets.q.parameters())
