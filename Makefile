@@ -3,7 +3,7 @@ ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.ebrl-setup-stamp
 
-.PHONY: setup train test test-slow test-long lint bench bench-sac docs
+.PHONY: setup train test test-slow test-long lint bench bench-sac bench-softq bench-gpu docs
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -34,6 +34,13 @@ bench: $(STAMP)
 # needs the bench extra (stable-baselines3): pip install -e ".[bench]"
 bench-sac: $(STAMP)
 	$(PY) scripts/bench_sac.py $(ARGS)
+
+bench-softq: $(STAMP)
+	$(PY) scripts/bench_softq.py $(ARGS)
+
+# on a machine with a CUDA build of torch: the CUDA tests, then the same tables on the GPU
+bench-gpu: $(STAMP)
+	scripts/bench_gpu.sh $(PY)
 
 # the HTML API reference from the docstrings into docs/api/ (needs: pip install -e ".[docs]")
 docs: $(STAMP)

@@ -65,6 +65,9 @@ class QEnsemble(nn.Module):
             [obs.expand(*batch, obs.shape[-1]), actions.expand(*batch, actions.shape[-1])], -1
         )
         x = x.reshape(1, -1, x.shape[-1]).expand(self.n_critics, -1, -1)
-        for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
-        return self.layers[-1](x).reshape(self.n_critics, *batch)
+        # the layers' products called directly, not through each module (as ebrl.networks.MLP:
+        # the same result without a module dispatch per layer; hooks on the layers do not run)
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = torch.relu(torch.baddbmm(layer.bias, x, layer.weight))
+        return torch.baddbmm(last.bias, x, last.weight).reshape(self.n_critics, *batch)
