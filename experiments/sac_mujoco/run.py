@@ -328,16 +328,65 @@ def report(args) -> None:
             f"{'met' if one else 'not met'}",
             "",
         ]
-    lines += [
-        diagnostics_table(by),
-        "",
-        "![diagnostics](diagnostics.png)",
-        "",
-        "![curves](curves.png)",
-    ]
+    lines += [diagnostics_table(by), *probe_table(by, Path(args.runs_dir)), ""]
+    lines += ["![diagnostics](diagnostics.png)", "", "![curves](curves.png)"]
     write_report(HERE / "results.md", lines)
     print("\n".join(lines))
     plot(by)
+
+
+def probe_mode_search(run: dict, runs_dir: Path) -> dict | None:
+    """What the 10-step mode search does to the energy agent's final actions, on the states of
+    one evaluation episode acted by the actor's mode: the RMS shift per action coordinate, the
+    fraction of coordinates at the box's bounds (|a| > 0.99) with and without it, and the
+    critic's predicted gain ``min Q(s, a_mode) - min Q(s, a_actor)``. Needs the saved networks
+    (``runs/tb/<run>.pt``, written by the ebrl code the run used: put it on PYTHONPATH)."""
+    path = runs_dir / "tb" / f"energy_{run['env']}_s{run['seed']}.pt"
+    if not path.exists():
+        return None
+    agent = SAC.load(path, device="cpu")
+    env = gym.make(run["env"])
+    obs, states, done = env.reset(seed=run["eval_seed"])[0], [], False
+    with torch.no_grad():
+        while not done:
+            states.append(obs)
+            action = agent.actor(agent.obs_tensor(obs)).median
+            obs, _, terminated, truncated, _ = env.step(agent.to_env(action)[0])
+            done = terminated or truncated
+        obs_t = agent.obs_tensor(np.stack(states))
+        actor = agent.actor(obs_t).median
+    mode = agent.act(obs_t, deterministic=True)[0]
+    with torch.no_grad():
+        gain = agent.nets.utility(obs_t, mode[None])[0] - agent.nets.utility(obs_t, actor[None])[0]
+    return {
+        "shift": float((mode - actor).pow(2).mean().sqrt()),
+        "bounds_mode": float((mode.abs() > 0.99).float().mean()),
+        "bounds_actor": float((actor.abs() > 0.99).float().mean()),
+        "q_gain": float(gain.mean()),
+    }
+
+
+def probe_table(by: dict, runs_dir: Path) -> list[str]:
+    rows = []
+    for env in ENVS:
+        probes = [probe_mode_search(r, runs_dir) for r in by.get(("energy", env), [])]
+        probes = [p for p in probes if p is not None]
+        if probes:
+            cells = [mean_of([p[k] for p in probes]) for k in probes[0]]
+            rows.append(f"| {env} | {len(probes)} | {' | '.join(cells)} |")
+    if not rows:
+        return []
+    return [
+        "",
+        "The mode search on the energy agent's final networks (`probe_mode_search`: states of "
+        "one evaluation episode acted by the actor's mode; mean over the seeds whose networks "
+        "were kept):",
+        "",
+        "| env | seeds | RMS action shift | at bounds, mode search | at bounds, actor's mode | "
+        "predicted Q gain |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def diagnostics_table(by: dict) -> str:
