@@ -137,8 +137,9 @@ class _Shapes(gym.Env):
 
 
 def inline_acting(agent: SAC, obs: torch.Tensor, n: int, mix: float) -> torch.Tensor:
-    """The floor: the agent's acting step written inline with its weights, no library code:
-    the actor's MLP, the mixture's draws and density, both critics, resampling."""
+    """The reference: the agent's acting step written inline with its weights, no library code:
+    the actor's MLP, the mixture's draws and density (the textbook ``log(1 - tanh^2 + 1e-6)``
+    form, not ebrl's exact one), both critics, resampling."""
     layers = [m for m in agent.actor.net if isinstance(m, torch.nn.Linear)]
     h = obs
     for i, layer in enumerate(layers):
@@ -147,10 +148,10 @@ def inline_acting(agent: SAC, obs: torch.Tensor, n: int, mix: float) -> torch.Te
     mean, raw = h.chunk(2, -1)
     lo, hi = agent.actor.log_std_bounds
     std = (lo + 0.5 * (hi - lo) * (torch.tanh(raw) + 1)).exp()
-    (batch, d), g = mean.shape, agent.generator
-    a = torch.tanh(mean + std * torch.randn(n, batch, d, generator=g))
-    anchor = torch.rand(n, batch, d, generator=g) * 2 - 1
-    a = torch.where(torch.rand(n, batch, 1, generator=g) < mix, anchor, a)
+    (batch, d), g, dev = mean.shape, agent.generator, obs.device
+    a = torch.tanh(mean + std * torch.randn(n, batch, d, generator=g, device=dev))
+    anchor = torch.rand(n, batch, d, generator=g, device=dev) * 2 - 1
+    a = torch.where(torch.rand(n, batch, 1, generator=g, device=dev) < mix, anchor, a)
     u = torch.atanh(a.clamp(-1 + 1e-6, 1 - 1e-6))
     log_actor = (
         -0.5 * ((u - mean) / std) ** 2
@@ -168,7 +169,7 @@ def inline_acting(agent: SAC, obs: torch.Tensor, n: int, mix: float) -> torch.Te
         x = torch.relu(x) if i < len(critic) - 1 else x
     log_w = x.min(0).values.reshape(n, batch) / agent.temperature - log_q
     index = torch.multinomial(torch.softmax(log_w, 0).T, 1, generator=g)
-    return a[index[:, 0], torch.arange(batch)]
+    return a[index[:, 0], torch.arange(batch, device=dev)]
 
 
 def timed_acting(eager: SAC, compiled: SAC, obs: torch.Tensor) -> dict[str, float]:

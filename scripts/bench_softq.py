@@ -115,9 +115,8 @@ def per_call_rows() -> list[str]:
         batch = agent.buffer.sample(config.batch_size, agent.generator)
         obs = agent.obs_tensor(agent._last_obs)
         tag = ", compiled" if compiled else ""
-        if (
-            not compiled
-        ):  # the floor is the eager code's matmuls (a dispatch mode cannot record compiled code)
+        # the floor is the eager code's matmuls (a dispatch mode cannot record compiled code)
+        if not compiled:
             floors["update"] = matmul_floor(lambda a=agent, b=batch: a.update(b))
             with torch.no_grad():
                 floors["act"] = matmul_floor(lambda a=agent, o=obs: a.act(o, False))

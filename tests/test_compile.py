@@ -13,6 +13,7 @@ default ``inductor``, without generating code), except one that runs inductor it
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -21,6 +22,7 @@ import ebrl.agents.core as core
 from ebrl.agents import SAC, SACConfig, SoftQ, SoftQConfig
 from ebrl.agents.sac import importance_step
 from ebrl.policies import AnchoredPolicy, CategoricalAnchor
+from ebrl.samplers import ImportanceSampler
 
 
 @pytest.fixture
@@ -43,14 +45,26 @@ def general_policy(agent: SAC) -> AnchoredPolicy:
     return AnchoredPolicy(own.anchor, own.utility, agent.temperature, own.sampler)
 
 
+def fused_calls(agent: SAC) -> list[str]:
+    """Records which fused step each later ``agent.act`` call runs (a spy on the agent's)."""
+    calls: list[str] = []
+    for name in ("_importance_step", "_actor_sample"):
+        step = getattr(agent, name)
+        setattr(agent, name, lambda *a, s=step, n=name: calls.append(n) or s(*a))
+    return calls
+
+
 def act_twice(agent: SAC, obs: torch.Tensor):
-    """The agent's stochastic actions on ``obs`` from its own (fused) policy and from the
-    general path, from the same generator state."""
+    """The agent's stochastic actions on ``obs`` from its own policy (which must take a fused
+    step) and from the general path, from the same generator state."""
+    calls = fused_calls(agent)
     state = agent.generator.get_state()
     fused = agent.act(obs, deterministic=False)
+    assert len(calls) == 1, "the agent's own policy did not act through a fused step"
     agent.generator.set_state(state)
     own, agent.policy = agent.policy, general_policy(agent)
     general = agent.act(obs, deterministic=False)
+    assert len(calls) == 1, "an equal policy that is not the agent's took the fused step"
     agent.policy = own
     return fused, general
 
@@ -80,6 +94,48 @@ def test_fused_acting_equals_the_general_sampler(env_id, config):
         torch.testing.assert_close(value, general_stats[name], rtol=1e-5, atol=1e-5)
     if not config.is_plain:  # importance weights that are not all equal
         assert (fused_stats["ess"] < config.n_particles - 1e-3).any()
+
+
+def test_fused_acting_only_for_the_agents_own_unchanged_policy():
+    """A changed temperature, utility, cost or sampler acts through the general path (and the
+    change is honoured); the same sampler built again, or bounds=None, stays fused."""
+    agent = SAC("ebrl/MultiGoal-v0", seed=0, config=SACConfig(learning_starts=0), device="cpu")
+    obs = torch.zeros(1, 2)
+    calls = fused_calls(agent)
+    with torch.no_grad():
+        agent.act(obs, False)
+        assert calls == ["_importance_step"]
+        agent.policy.sampler = ImportanceSampler(16, bounds=(-1, 1))
+        agent.act(obs, False)
+        agent.policy.sampler = ImportanceSampler(16)
+        agent.act(obs, False)
+        assert len(calls) == 3
+        per_dim = (-torch.ones(2), torch.ones(2))  # per-dimension bounds: general path
+        agent.policy.sampler = ImportanceSampler(16, bounds=per_dim)
+        agent.act(obs, False)
+        agent.policy.sampler = ImportanceSampler(16, bounds=(-1.0, 1.0))
+        agent.policy.temperature = 1e-3
+        agent.act(obs, False)
+        agent.policy = agent.policy  # the setter gives it the agent's temperature back
+        agent.act(obs, False)
+        assert len(calls) == 4
+        agent.policy.utility = lambda o, a: -1e4 * (a**2).sum(-1)  # peaked at 0
+        actions = torch.cat([agent.act(torch.zeros(4, 2), False)[0] for _ in range(10)])
+        assert len(calls) == 4
+        # the best of 16 particles under the new utility (the critic's policy at the preset's
+        # temperature of 20 is nearly uniform: mean |a| about 0.5)
+        assert actions.abs().mean() < 0.3
+        agent.policy = agent.policy.compose(lambda o, a: a[..., 0])
+        agent.act(obs, False)
+        assert len(calls) == 4
+
+
+def test_compile_flag_is_validated():
+    assert SACConfig(compile=np.bool_(True)).compile is True
+    for bad in (1, "true", None):
+        with pytest.raises(TypeError, match="compile must be a bool"):
+            SACConfig(compile=bad)
+    assert SoftQConfig.from_dict({"compile": True}).compile is True
 
 
 def test_fused_acting_refuses_nan_weights():

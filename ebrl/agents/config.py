@@ -43,7 +43,7 @@ class OffPolicyConfig:
     """Env steps between TensorBoard writes."""
     compile: bool = False
     """torch.compile the acting step and the update's losses (CUDA graphs on CUDA). Off by
-    default: on a CPU it was measured not to pay (scripts/results/bench_sac.md)."""
+    default: on a CPU it did not pay measurably in 10k-step runs (docs/performance.md)."""
 
     # (name, kind) for __post_init__: "int>=1", "int>=0", "float>0", "[0,1]"
     _checks: ClassVar[tuple[tuple[str, str], ...]] = (

@@ -50,6 +50,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map_only
 
 from ebrl import distributed
 from ebrl.agents import checkpoint
@@ -644,9 +645,17 @@ def compile_hot_path(fn: Callable, device: torch.device, *, fullgraph: bool) -> 
     one launch per step instead of one per op). ``fullgraph`` for the acting steps, which are
     pure tensor functions; the losses may break the graph (e.g. around a user anchor)."""
     options: dict = {"dynamic": False, "fullgraph": fullgraph, "backend": COMPILE_BACKEND}
-    if device.type == "cuda" and COMPILE_BACKEND == "inductor":
-        options["mode"] = "reduce-overhead"
-    return torch.compile(fn, **options)
+    if not (device.type == "cuda" and COMPILE_BACKEND == "inductor"):
+        return torch.compile(fn, **options)
+    compiled = torch.compile(fn, mode="reduce-overhead", **options)
+
+    def call(*args, **kwargs):
+        # A CUDA graph's outputs live in buffers its next replay overwrites, and the agents keep
+        # metrics until the next log write: hand out copies (a few small tensors per step).
+        out = compiled(*args, **kwargs)
+        return tree_map_only(Tensor, torch.clone, out)
+
+    return call
 
 
 def _callbacks(callback, owner: str) -> list[Callback]:

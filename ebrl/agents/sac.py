@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -309,6 +310,16 @@ def squashed_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
     return (-0.5 * z.square() - std.log() - log_det).sum(-1) - u.shape[-1] * _LOG_SQRT_2PI
 
 
+def _is_unit_box(bounds: object) -> bool:
+    """``bounds`` is the pair of numbers ``(-1, 1)`` (not per-dimension tensors or arrays)."""
+    return (
+        isinstance(bounds, tuple)
+        and len(bounds) == 2
+        and all(isinstance(b, numbers.Real) for b in bounds)
+        and (float(bounds[0]), float(bounds[1])) == (-1.0, 1.0)
+    )
+
+
 def actor_sample(nets: SACNetworks, obs: Tensor, normal: Tensor) -> Tensor:
     """The actor's draws ``tanh(mean + std * normal)`` for ``obs[B, o]`` (plain SAC's acting
     step): ``normal[*, B, d] -> [*, B, d]``."""
@@ -483,12 +494,11 @@ class SAC(OffPolicyAgent):
         if deterministic:
             init = self.actor(obs).median
             return policy.act(obs, deterministic=True, init=init), {}
-        sampler, own = policy.sampler, policy is self._own_policy
-        mix = self.config.anchor_mix
-        # The agent's own policy with its default kind of sampler acts through the fused step
-        # (the same draws and numbers as the general path below, tested; no distribution
-        # objects built per step); any other policy or sampler through the general path.
-        if own and mix == 0.0 and type(sampler) is ProposalSampler:
+        sampler, mix, fused = policy.sampler, self.config.anchor_mix, self._fused(policy)
+        # The agent's own policy, unchanged, with its default kind of sampler acts through a
+        # fused step (the same draws and numbers as the general path below, tested; no
+        # distribution objects built per step); anything else through the general path.
+        if fused == "actor":
             with torch.no_grad():
                 noise = self._normal((obs.shape[0], self.act_dim))
                 actions = self._actor_sample(self.nets, obs, noise)
@@ -498,16 +508,36 @@ class SAC(OffPolicyAgent):
                     "parameters?)"
                 )
             return actions, {}
-        if (
-            own
-            and self.entropy_mode
-            and type(sampler) is ImportanceSampler
-            and (sampler.bounds == (-1.0, 1.0))
-        ):
+        if fused == "importance":
             return self._act_importance(obs, sampler)
         proposal = self.nets.proposal(obs, mix)
         result = policy.sample(obs, 1, proposal=proposal, generator=self.generator)
         return result.samples[0], result.stats
+
+    def _fused(self, policy: AnchoredPolicy) -> str | None:
+        """Which fused acting step gives ``policy``'s actions: ``"actor"`` (the proposal is the
+        actor and the sampler draws from it: plain SAC), ``"importance"`` (importance sampling
+        from the default proposal with the uniform anchor), or ``None`` (the general path)."""
+        own = (
+            policy is self._own_policy
+            and isinstance(policy.temperature, Tensor)  # the agent's (a view of it)
+            and policy.temperature.data_ptr() == self._policy_temperature.data_ptr()
+            and policy.utility == self.nets.utility
+            and policy.anchor is self.anchor
+            and not policy.costs
+        )
+        if not own:
+            return None
+        sampler = policy.sampler
+        if type(sampler) is ProposalSampler and self.config.anchor_mix == 0.0:
+            return "actor"
+        if (
+            type(sampler) is ImportanceSampler
+            and self.entropy_mode
+            and (sampler.bounds is None or _is_unit_box(sampler.bounds))
+        ):
+            return "importance"  # every particle is inside [-1, 1]^d: no bounds mask either way
+        return None
 
     def _normal(self, shape: tuple[int, ...]) -> Tensor:
         return torch.randn(shape, generator=self.generator, device=self.device)
