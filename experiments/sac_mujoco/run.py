@@ -307,9 +307,10 @@ def report(args) -> None:
         lines += [
             f"## {env}",
             "",
-            "| agent | final return per seed | mean ± sd | / SB3 (same seeds) | env steps/s | "
-            "update-phase steps/s | wall min/run |",
-            "|---|---|---|---|---|---|---|",
+            "| agent | final return per seed | mean ± sd | / SB3 (same seeds) | last 3 evals "
+            f"({(args.steps - 2 * args.eval_every) // 1000}k-{args.steps // 1000}k) | "
+            "env steps/s | update-phase steps/s | wall min/run |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for agent in AGENTS:
             rs = by.get((agent, env), [])
@@ -323,6 +324,7 @@ def report(args) -> None:
             ratio_text = "-" if ratio is None else f"{ratio:.2f}"
             lines.append(
                 f"| {agent} | {seeds} | {mean_sd(finals)} | {ratio_text} | "
+                f"{mean_sd([np.mean([p['mean'] for p in r['curve'][-3:]]) for r in rs])} | "
                 f"{np.mean([r['steps_per_s'] for r in rs]):.0f} | "
                 f"{np.mean([r['update_phase_steps_per_s'] for r in rs]):.0f} | "
                 f"{np.mean([r['wall_s'] for r in rs]) / 60:.1f} |"
