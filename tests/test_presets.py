@@ -103,3 +103,15 @@ def test_the_cli_applies_a_preset_and_a_flag_overrides_it(tmp_path, capsys):
     assert config["target_entropy"] == -1.5  # the flag wins
     expected = dataclasses.asdict(SACConfig.for_env("ebrl/MultiGoal-v0", target_entropy=-1.5))
     assert config == json.loads(json.dumps(expected))  # the rest of the preset applies
+
+
+def test_plain_config_takes_the_env_preset():
+    """SACConfig.plain(env_id) is the preset with plain SAC's sampler fields (a user's
+    SACConfig.plain() for a MuJoCo task would otherwise drop RL-Zoo's 10k-step warm-up)."""
+    from ebrl.agents.sac import PLAIN_SAC
+
+    config = SACConfig.plain("Hopper-v5")
+    assert config.is_plain and config.learning_starts == 10_000
+    assert SACConfig.plain("Hopper-v5", learning_starts=5).learning_starts == 5
+    assert SACConfig.plain().learning_starts == SACConfig().learning_starts
+    assert SACConfig.plain("Pendulum-v1") == SACConfig.for_env("Pendulum-v1", **PLAIN_SAC)

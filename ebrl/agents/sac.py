@@ -122,9 +122,11 @@ class SACConfig(OffPolicyConfig):
             )
 
     @classmethod
-    def plain(cls, **overrides) -> SACConfig:
-        """The configuration in which the agent is exactly SAC (Haarnoja et al. 2018)."""
-        return cls(**{**PLAIN_SAC, **overrides})
+    def plain(cls, env_id: str | None = None, **overrides) -> SACConfig:
+        """The configuration in which the agent is exactly SAC (Haarnoja et al. 2018), with
+        ``env_id``'s preset applied first (as :meth:`for_env`; the defaults without one), then
+        ``overrides``: ``SACConfig.plain("Hopper-v5")`` keeps RL-Zoo's 10k-step warm-up."""
+        return cls.for_env(env_id, **{**PLAIN_SAC, **overrides})
 
     @property
     def is_plain(self) -> bool:
