@@ -28,7 +28,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from floor import matmul_floor, median_time
+from floor import floor_row, matmul_floor, median_time
 
 from ebrl.agents import SAC, SACConfig
 from ebrl.logging import write_report
@@ -87,33 +87,24 @@ def per_call_rows(device: str) -> list[str]:
         batch = eager.buffer.sample(256, eager.generator)
         obs = eager.obs_tensor(eager._last_obs)[:1]
         name = "plain SAC" if plain else "energy policy"
-        update_floor, n_update = matmul_floor(lambda a=eager, b=batch: a.update(b))
+        update_floor = matmul_floor(lambda a=eager, b=batch: a.update(b))
         with torch.no_grad():
-            act_floor, n_act = matmul_floor(lambda a=eager, o=obs: a.act(o, False))
+            act_floor = matmul_floor(lambda a=eager, o=obs: a.act(o, False))
         for compiled, agent in agents.items():
             tag = ", compiled" if compiled else ""
             t = median_time(lambda a=agent, b=batch: a.update(b), 200)
-            rows.append(
-                f"| {name}{tag}: update (batch 256) | {t * 1e3:.2f} ms | "
-                f"{update_floor * 1e3:.2f} ms ({n_update} matmuls) | {t / update_floor:.2f}x |"
-            )
+            rows.append(floor_row(f"{name}{tag}: update (batch 256)", t, update_floor))
             with torch.no_grad():
                 t = median_time(lambda a=agent, o=obs: a.act(o, False), 2000)
-            rows.append(
-                f"| {name}{tag}: acting step (1 state) | {t * 1e6:.0f} us | "
-                f"{act_floor * 1e6:.0f} us ({n_act} matmuls) | {t / act_floor:.2f}x |"
-            )
+            rows.append(floor_row(f"{name}{tag}: acting step (1 state)", t, act_floor))
     try:
         model = sb3_model(0, device)
     except ImportError:
         return rows
     model.learn(400)
-    floor, n = matmul_floor(lambda: model.train(gradient_steps=1, batch_size=256))
+    floor = matmul_floor(lambda: model.train(gradient_steps=1, batch_size=256))
     t = median_time(lambda: model.train(gradient_steps=1, batch_size=256), 200)
-    rows.append(
-        f"| SB3 SAC: update (`model.train(1)`, batch 256) | {t * 1e3:.2f} ms | "
-        f"{floor * 1e3:.2f} ms ({n} matmuls) | {t / floor:.2f}x |"
-    )
+    rows.append(floor_row("SB3 SAC: update (`model.train(1)`, batch 256)", t, floor))
     return rows
 
 

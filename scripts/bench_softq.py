@@ -104,7 +104,7 @@ def ebrl_run(steps: int, seed: int, compiled: bool = False) -> float:
 def per_call_rows() -> list[str]:
     """One gradient step and one acting step of SoftQ (eager, compiled) and SB3 DQN's gradient
     step against their matrix-multiply floor (scripts/floor.py)."""
-    from floor import matmul_floor, median_time
+    from floor import floor_row, matmul_floor, median_time
 
     SoftQ, config = softq_config()
     rows, floors = [], {}
@@ -120,31 +120,21 @@ def per_call_rows() -> list[str]:
             floors["update"] = matmul_floor(lambda a=agent, b=batch: a.update(b))
             with torch.no_grad():
                 floors["act"] = matmul_floor(lambda a=agent, o=obs: a.act(o, False))
-        floor, n = floors["update"]
         t = median_time(lambda a=agent, b=batch: a.update(b), 500)
-        rows.append(
-            f"| SoftQ{tag}: gradient step (batch {config.batch_size}) | {t * 1e6:.0f} us | "
-            f"{floor * 1e6:.0f} us ({n} matmuls) | {t / floor:.2f}x |"
-        )
-        floor, n = floors["act"]
+        step = f"SoftQ{tag}: gradient step (batch {config.batch_size})"
+        rows.append(floor_row(step, t, floors["update"]))
         with torch.no_grad():
             t = median_time(lambda a=agent, o=obs: a.act(o, False), 3000)
-        rows.append(
-            f"| SoftQ{tag}: acting step (1 state) | {t * 1e6:.0f} us | "
-            f"{floor * 1e6:.0f} us ({n} matmuls) | {t / floor:.2f}x |"
-        )
+        rows.append(floor_row(f"SoftQ{tag}: acting step (1 state)", t, floors["act"]))
     try:
         from stable_baselines3 import DQN
     except ImportError:
         return rows
     model = DQN("MlpPolicy", ENV, seed=0, device=DEVICE, verbose=0, **ZOO_DQN)
     model.learn(1300)
-    floor, n = matmul_floor(lambda: model.train(gradient_steps=1, batch_size=64))
+    floor = matmul_floor(lambda: model.train(gradient_steps=1, batch_size=64))
     t = median_time(lambda: model.train(gradient_steps=1, batch_size=64), 500)
-    rows.append(
-        f"| SB3 DQN: gradient step (`model.train(1)`, batch 64) | {t * 1e6:.0f} us | "
-        f"{floor * 1e6:.0f} us ({n} matmuls) | {t / floor:.2f}x |"
-    )
+    rows.append(floor_row("SB3 DQN: gradient step (`model.train(1)`, batch 64)", t, floor))
     return rows
 
 

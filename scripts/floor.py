@@ -56,6 +56,16 @@ def matmul_floor(fn: Callable[[], object], repeats: int = 200) -> tuple[float, i
     return median_time(run, repeats), len(calls)
 
 
+def floor_row(path: str, seconds: float, floor: tuple[float, int]) -> str:
+    """A markdown row ``| path | time | matmul floor (n matmuls) | ratio |``, in ms or us."""
+    floor_s, n = floor
+    scale, unit, digits = (1e3, "ms", 2) if floor_s >= 1e-3 else (1e6, "us", 0)
+    return (
+        f"| {path} | {seconds * scale:.{digits}f} {unit} | {floor_s * scale:.{digits}f} {unit} "
+        f"({n} matmuls) | {seconds / floor_s:.2f}x |"
+    )
+
+
 def median_time(fn: Callable[[], object], repeats: int, rounds: int = 5) -> float:
     """Median over ``rounds`` of the mean time of ``repeats // rounds`` calls (after a warm-up)."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None

@@ -129,3 +129,16 @@ def test_anchor_constructor_and_input_errors():
         anchor(torch.zeros(4, 3, dtype=F64))
     with pytest.raises(TypeError, match=r"torch\.Tensor"):
         anchor(np.zeros((4, 3)))
+
+
+def test_gaussian_anchor_gaussian_is_the_pre_squash_base_and_checks_obs():
+    anchor = GaussianAnchor(5, Box(-2.0, 1.0, (3,)), hidden_sizes=(16,))
+    obs = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    mean, std = anchor.gaussian(obs)
+    base = anchor(obs).base_dist.base_dist  # Independent(Normal) under the squash
+    torch.testing.assert_close(mean, base.loc)
+    torch.testing.assert_close(std, base.scale)
+    with pytest.raises(ValueError, match=r"obs must have shape \[B, 5\]"):
+        anchor.gaussian(torch.zeros(4, 3))
+    with pytest.raises(TypeError, match=r"obs has dtype torch\.float64"):
+        anchor.gaussian(torch.zeros(4, 5, dtype=torch.float64))

@@ -115,3 +115,14 @@ def test_plain_config_takes_the_env_preset():
     assert SACConfig.plain("Hopper-v5", learning_starts=5).learning_starts == 5
     assert SACConfig.plain().learning_starts == SACConfig().learning_starts
     assert SACConfig.plain("Pendulum-v1") == SACConfig.for_env("Pendulum-v1", **PLAIN_SAC)
+
+
+def test_a_preset_env_id_must_be_a_string():
+    """A hyperparameter passed by position (SACConfig.plain(1e-3)) would otherwise be taken as an
+    env id without a preset and silently ignored."""
+    from ebrl.agents.sac import PLAIN_SAC
+
+    for call in (lambda: SACConfig.plain(1e-3), lambda: SoftQConfig.for_env(["CartPole-v1"])):
+        with pytest.raises(TypeError, match="env_id must be a gymnasium env id"):
+            call()
+    assert SACConfig.plain(None) == SACConfig(**PLAIN_SAC)

@@ -111,6 +111,11 @@ class OffPolicyConfig:
         values with their sources) applied, then ``overrides``; the defaults for other envs."""
         from ebrl.agents.presets import preset
 
+        if env_id is not None and not isinstance(env_id, str):
+            raise TypeError(
+                f"{cls.__name__}: env_id must be a gymnasium env id (str) or None, got "
+                f"{env_id!r} (hyperparameters are keyword arguments)"
+            )
         return cls(**{**preset(cls.__name__, env_id), **overrides})
 
     @classmethod

@@ -46,6 +46,7 @@ from ebrl.agents.critics import QEnsemble
 from ebrl.agents.evaluation import EnvLike
 from ebrl.agents.updates import frozen, polyak_update, temperature_loss
 from ebrl.policies import AnchoredPolicy, GaussianAnchor, UniformAnchor
+from ebrl.policies.distributions import tanh_log_det
 from ebrl.samplers import (
     MALA,
     Chain,
@@ -212,7 +213,7 @@ def critic_loss(
     with torch.no_grad():
         if value_sampler is None:
             mean, std = nets.actor.gaussian(batch.next_obs)
-            next_a, log_q = squashed_sample(mean, std, _noise(mean, noise, generator))
+            next_a, log_q = squashed_sample(mean, std, _noise(noise, mean.shape, mean, generator))
             reg = log_q - nets.log_anchor(batch.next_obs, next_a)
             value = nets.critic_target(batch.next_obs, next_a).min(0).values - temperature * reg
         else:
@@ -247,7 +248,8 @@ def actor_loss(
     ``kl_to_anchor``, the estimate :func:`temperature_loss` takes.
     """
     with frozen(nets.critic, nets.anchor):
-        return _actor_loss(nets, batch, temperature, _noise_for(nets, batch.obs, noise, generator))
+        noise = _noise(noise, (batch.obs.shape[0], nets.act_dim), batch.obs, generator)
+        return _actor_loss(nets, batch, temperature, noise)
 
 
 def _actor_loss(
@@ -264,21 +266,14 @@ def _actor_loss(
     return loss, {"actor_loss": loss, "kl_to_anchor": reg.detach().mean()}
 
 
-def _noise(like: Tensor, noise: Tensor | None, generator: torch.Generator | None) -> Tensor:
-    """``noise``, or a standard normal draw shaped like ``like`` from ``generator``."""
-    if noise is not None:
-        return noise
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
-
-
-def _noise_for(
-    nets: SACNetworks, obs: Tensor, noise: Tensor | None, generator: torch.Generator | None
+def _noise(
+    noise: Tensor | None, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
 ) -> Tensor:
-    """The actor's standard normal noise ``[B, d]`` for ``obs[B, o]``."""
+    """``noise``, or a standard normal draw of ``shape`` (``like``'s dtype and device) from
+    ``generator``."""
     if noise is not None:
         return noise
-    shape = (obs.shape[0], nets.act_dim)
-    return torch.randn(shape, generator=generator, dtype=obs.dtype, device=obs.device)
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
 # ----------------------------------------------------------------------------- fused pieces
@@ -296,9 +291,7 @@ def squashed_sample(mean: Tensor, std: Tensor, noise: Tensor) -> tuple[Tensor, T
     of the actor on ``[-1, 1]^d`` with its noise given. Shapes ``[*, B, d] -> [*, B, d], [*, B]``.
     """
     u = mean + std * noise
-    log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
-    log_base = -((u - mean) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
-    return torch.tanh(u), log_base.sum(-1) - log_det.sum(-1)
+    return torch.tanh(u), _log_prob_of_preimage(mean, std, u)
 
 
 def squashed_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
@@ -306,10 +299,14 @@ def squashed_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
     through ``atanh`` as :class:`~ebrl.policies.SquashedDistribution` does, the boundary
     clamped inside by one ulp)."""
     eps = torch.finfo(actions.dtype).eps
-    u = torch.atanh(actions.clamp(-1 + eps, 1 - eps))
-    log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
-    z = (u - mean) / std
-    return (-0.5 * z.square() - std.log() - log_det).sum(-1) - u.shape[-1] * _LOG_SQRT_2PI
+    return _log_prob_of_preimage(mean, std, torch.atanh(actions.clamp(-1 + eps, 1 - eps)))
+
+
+def _log_prob_of_preimage(mean: Tensor, std: Tensor, u: Tensor) -> Tensor:
+    """``log q(tanh(u))``: the diagonal Gaussian's log-density at ``u`` (written out: torch's
+    ``Normal.log_prob`` formula without building the object) less the squash's Jacobian."""
+    log_base = -((u - mean) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
+    return log_base.sum(-1) - tanh_log_det(u).sum(-1)
 
 
 def _is_unit_box(bounds: object) -> bool:

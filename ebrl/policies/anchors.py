@@ -289,15 +289,15 @@ class GaussianAnchor(_SquashedHead):
         )
 
     def forward(self, obs: Tensor) -> Distribution:
-        obs = check_obs("GaussianAnchor", obs, self.obs_dim, self.net[0].weight)
         mean, std = self.gaussian(obs)
         base = Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
         return self._squash(base)
 
     def gaussian(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """``(mu, sigma)`` of the pre-squash Gaussian, ``[B, d]`` each: :meth:`forward` without
-        building a distribution or checking ``obs`` (for hot paths that check their inputs
-        once, such as :class:`~ebrl.SAC`'s update and acting step)."""
+        """``(mu, sigma)`` of the pre-squash Gaussian, ``[B, d]`` each, for ``obs[B, obs_dim]``:
+        :meth:`forward` without building a distribution (for hot paths such as
+        :class:`~ebrl.SAC`'s update and acting step)."""
+        obs = check_obs("GaussianAnchor", obs, self.obs_dim, self.net[0].weight)
         mean, raw = self.net(obs).chunk(2, dim=-1)
         return mean, self._log_std(raw).exp()
 

@@ -132,9 +132,7 @@ class SquashedDistribution(TransformedDistribution):
         drives the draw (``ebrl.samplers.draw``).
         """
         u = draw(self.base_dist, tuple(sample_shape), generator, reparameterized=True)
-        log_det = torch.log(self.scale) + 2.0 * (
-            math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u)
-        )
+        log_det = torch.log(self.scale) + tanh_log_det(u)
         return self.squash(u), self.base_dist.log_prob(u) - log_det.sum(-1)
 
     @property
@@ -153,6 +151,12 @@ class SquashedDistribution(TransformedDistribution):
         tol = 8 * eps * (1 + self.loc.abs() / self.scale)
         inside = (y.abs() <= 1 + tol).all(-1)
         return super().log_prob(value).masked_fill(~inside, -math.inf)
+
+
+def tanh_log_det(u: Tensor) -> Tensor:
+    """``log |d tanh(u) / du| = log(1 - tanh(u)^2)``, elementwise, in the softplus form
+    ``2 (log 2 - u - softplus(-2u))`` that stays exact where ``tanh(u)`` rounds to ``+-1``."""
+    return 2.0 * (math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u))
 
 
 class ClosedUniform(Uniform):
