@@ -77,9 +77,9 @@ def bar_fit(tmp: Path, steps: int | None, seeds: list[int]) -> list[str]:
         "## 1. fit-density, 8gaussians, dsm: 2 ranks against 1 at the same global batch",
         "",
         f"Command: `[torchrun --standalone --nproc_per_node=2] -m ebrl {' '.join(cmd)} --seed S` "
-        f"(steps {rows[0][2]['steps']}, global batch 256). The 2 ranks draw the objective's "
-        "noise from their own generators (seeded from (seed, rank)), so at a given seed they "
-        "differ from the one-process run as another noise seed would.",
+        f"(steps {rows[0][2]['steps']}, global batch 256). The 2 ranks draw the same global "
+        "batch and DSM noise as the one process (each keeps its half of the rows) and average "
+        "their gradients: the same trajectory up to floating-point reduction order.",
         "",
         "| seed | ranks | test NLL (nats) | true NLL | fit wall_s (JSON) | process wall s |",
         "|---|---|---|---|---|---|",

@@ -44,16 +44,22 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
     )
     out = Path(out)
     from ebrl.agents import SAC
-    from ebrl.trainers import DenoisingScoreMatching, ExactScoreMatching, fit
+    from ebrl.samplers import Langevin
+    from ebrl.trainers import ContrastiveDivergence, DenoisingScoreMatching, ExactScoreMatching, fit
 
     # fit: exact score matching (no noise), the same global batch as the one-process run
     energy, data = _fit_problem()
     result = fit(energy, data, ExactScoreMatching(), logdir=str(out / "fit_tb"), **FIT)
     torch.save({"loss": result.history["loss"], "params": _flat([energy])}, out / f"fit{rank}.pt")
-    # a noisy objective: the ranks draw different noise but keep identical parameters
+    # a noisy objective drawing for the global batch: the one-process trajectory again
     energy, data = _fit_problem()
-    fit(energy, data, DenoisingScoreMatching(0.2), **FIT)
-    torch.save(_flat([energy]), out / f"dsm{rank}.pt")
+    result = fit(energy, data, DenoisingScoreMatching((0.2, 0.4)), **FIT)
+    torch.save({"loss": result.history["loss"], "params": _flat([energy])}, out / f"dsm{rank}.pt")
+    # persistent CD: per-rank chains and noise, but identical parameters on every rank
+    energy, data = _fit_problem()
+    cd = ContrastiveDivergence(Langevin(0.01, 5), buffer_size=256)
+    fit(energy, data, cd, **{**FIT, "steps": 10})
+    torch.save(_flat([energy]), out / f"pcd{rank}.pt")
 
     # an agent: 2 x 160 env steps, a checkpoint per rank at 160, then on to 320
     agent = SAC("Pendulum-v1", seed=3, tensorboard_log=out / "sac_tb", **SMALL)
@@ -110,22 +116,25 @@ def runs(tmp_path_factory):
     return out
 
 
-def test_fit_on_two_ranks_follows_the_one_process_run(runs):
-    from ebrl.trainers import ExactScoreMatching, fit
+@pytest.mark.parametrize("name", ["fit", "dsm"])
+def test_fit_on_two_ranks_follows_the_one_process_run(runs, name):
+    from ebrl.trainers import DenoisingScoreMatching, ExactScoreMatching, fit
 
+    objective = ExactScoreMatching() if name == "fit" else DenoisingScoreMatching((0.2, 0.4))
     energy, data = _fit_problem()
-    single = fit(energy, data, ExactScoreMatching(), **FIT)
-    ranks = [torch.load(runs / f"fit{r}.pt") for r in range(WORLD)]
-    # The same global batch, split in two halves whose gradients are averaged: the same loss
-    # trajectory up to float32 reduction order (measured: 3e-7 relative; 1e-4 allowed).
+    single = fit(energy, data, objective, **FIT)
+    ranks = [torch.load(runs / f"{name}{r}.pt") for r in range(WORLD)]
+    # The same global batch (and, for DSM, the same noise row for row), split in two halves
+    # whose gradients are averaged: the same loss trajectory up to float32 reduction order
+    # (measured: 3e-7 relative for ESM; 1e-4 allowed).
     for rank in ranks:
         np.testing.assert_allclose(rank["loss"], single.history["loss"], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(rank["params"], _flat([energy]), rtol=1e-4, atol=1e-5)
     assert torch.equal(ranks[0]["params"], ranks[1]["params"])  # identical on every rank
 
 
-def test_fit_ranks_keep_identical_parameters_with_noise(runs):
-    a, b = (torch.load(runs / f"dsm{r}.pt") for r in range(WORLD))
+def test_fit_ranks_keep_identical_parameters_with_per_rank_chains(runs):
+    a, b = (torch.load(runs / f"pcd{r}.pt") for r in range(WORLD))
     assert torch.equal(a, b)
 
 

@@ -174,6 +174,49 @@ def test_objectives_are_deterministic_given_the_generator():
         assert not torch.equal(a, c)
 
 
+@pytest.mark.parametrize(
+    "objective",
+    [
+        DenoisingScoreMatching((0.1, 0.3, 0.5)),
+        SlicedScoreMatching(2),
+        SlicedScoreMatching(1, projection="rademacher"),
+        ExactScoreMatching(),
+    ],
+)
+def test_shards_draw_what_one_process_draws_for_the_whole_batch(objective):
+    """Data-parallel fit: each rank's shard of the global batch, with the shared generator,
+    gets the noise one process draws for those rows, so the mean of the shards' losses and
+    gradients is the one-process loss and gradient."""
+    energy = random_energy(2)
+    x = torch.randn(12, 2, generator=gen(3), dtype=torch.float64)
+    params = list(energy.parameters())
+
+    def loss_and_grad(rows, shard):
+        loss, _ = objective.loss(energy, x[rows], generator=gen(4), shard=shard)
+        grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+        return loss.detach(), grads
+
+    whole, whole_grad = loss_and_grad(slice(None), (0, 1))
+    for n_ranks in (2, 3):
+        n = x.shape[0] // n_ranks
+        parts = [loss_and_grad(slice(r * n, (r + 1) * n), (r, n_ranks)) for r in range(n_ranks)]
+        torch.testing.assert_close(sum(p[0] for p in parts) / n_ranks, whole)
+        for i, g in enumerate(whole_grad):
+            torch.testing.assert_close(sum(p[1][i] for p in parts) / n_ranks, g)
+    if isinstance(objective, DenoisingScoreMatching):  # a draw for the shard alone differs
+        own, _ = objective.loss(energy, x[:6], generator=gen(4))
+        first, _ = objective.loss(energy, x[:6], generator=gen(4), shard=(0, 2))
+        assert not torch.equal(own, first)
+
+
+@pytest.mark.parametrize("shard", [(2, 2), (-1, 2), (0, 0), [0, 1], (0.0, 1), (True, 2), (0,)])
+def test_bad_shard(shard):
+    x = torch.randn(4, 2)
+    for objective in (ExactScoreMatching(), DenoisingScoreMatching(0.1), SlicedScoreMatching()):
+        with pytest.raises(ValueError, match="shard must be a tuple"):
+            objective.loss(MLPEnergy(2, (8,)), x, generator=gen(), shard=shard)
+
+
 def test_rademacher_projections_and_no_grad_evaluation():
     energy = MLPEnergy(2, (16,))
     x = torch.randn(8, 2, generator=gen(9))

@@ -8,12 +8,14 @@ check, which raises with the step and the last finite values instead of masking 
 
 Data-parallel (``torchrun``; :mod:`ebrl.distributed`): when a process group of N ranks exists,
 every rank draws the same global batch indices (a generator seeded with ``seed``), computes the
-loss on its own 1/N slice of the batch with its own generator for the objective's noise and
-chains (seeded from ``(seed, rank)``: persistent CD chains are per rank), and the ranks average
-their gradients (one flattened ``all_reduce``) before clipping and the Adam step, so all ranks
-keep identical parameters. With the same global ``batch_size``, N ranks follow the one-process
-loss trajectory (exactly so, up to floating-point reduction order, for an objective without
-noise such as exact score matching). Logged values are means over the ranks; only rank 0 writes
+loss on its own 1/N slice of the batch, and the ranks average their gradients (one flattened
+``all_reduce``) before clipping and the Adam step, so all ranks keep identical parameters.
+Objectives whose ``loss`` takes ``shard=(rank, n_ranks)`` (the score-matching ones) draw their
+noise for the whole global batch from that shared generator and keep their rows, so with the
+same global ``batch_size`` N ranks follow the one-process loss trajectory, up to floating-point
+reduction order. Other objectives (contrastive divergence, whose persistent chains are per
+rank) draw from the rank's own generator, seeded from ``(seed, rank)``: the same expected
+update, not the same numbers. Logged values are means over the ranks; only rank 0 writes
 TensorBoard and shows the progress bar.
 
 Logged scalars (TensorBoard tags, and keys of :attr:`FitResult.history`):
@@ -29,6 +31,7 @@ Logged scalars (TensorBoard tags, and keys of :attr:`FitResult.history`):
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -48,7 +51,9 @@ _REMEDY = "Lower lr, set grad_clip, or add energy_reg (CD) / raise sigma (DSM)"
 
 
 class Objective(Protocol):
-    """Anything with the trainers' loss method."""
+    """Anything with the trainers' loss method. It may also take ``shard=(rank, n_ranks)``
+    (``x`` is that rank's equal share of the global batch; the noise is drawn for the global
+    batch): :func:`fit` then keeps data-parallel runs on the one-process trajectory."""
 
     def loss(
         self,
@@ -204,11 +209,15 @@ def fit(
         writer = SummaryWriter(logdir)
     generator = torch.Generator(device=data.device).manual_seed(seed)
     # One process: one generator for the batches and the objective (as ever). N ranks: the
-    # batches from the shared seed (the same global batch everywhere), the objective's noise
+    # batches from the shared seed (the same global batch everywhere); the objective's noise
+    # from it too when the objective can draw for the global batch and keep its shard, else
     # from the rank's own seed.
-    noise = generator
+    noise, sharded = generator, {}
     if n_ranks > 1:
-        noise = torch.Generator(device=data.device).manual_seed(distributed.rank_seed(seed))
+        if "shard" in inspect.signature(objective.loss).parameters:
+            sharded = {"shard": (rank, n_ranks)}
+        else:
+            noise = torch.Generator(device=data.device).manual_seed(distributed.rank_seed(seed))
         distributed.broadcast_parameters(params)
     optimizer = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(lr_schedule, steps))
@@ -222,7 +231,7 @@ def fit(
                 0, data.shape[0], (batch_size,), generator=generator, device=data.device
             )[shard]
             try:
-                loss, terms = objective.loss(energy, data[index], generator=noise)
+                loss, terms = objective.loss(energy, data[index], generator=noise, **sharded)
             except ValueError as err:  # e.g. a sampler meeting NaN energies: diverged weights?
                 if _diverged(energy, params, data[index]):
                     raise ValueError(

@@ -226,6 +226,27 @@ def sliced_score_matching_loss(
 # ----------------------------------------------------------------------------- objectives
 
 
+def _shard_rows(owner: str, shard: object, n: int) -> tuple[int, slice]:
+    """``(global_n, rows)`` for a batch of ``n`` rows that is shard ``rank`` of ``n_ranks`` equal
+    shards (``shard = (rank, n_ranks)``): the objective draws its noise for all ``global_n`` rows
+    from the generator and keeps ``rows``, so that the ranks together draw, row for row, what one
+    process draws for the whole batch (data-parallel :func:`~ebrl.trainers.fit`)."""
+    ok = (
+        isinstance(shard, tuple)
+        and len(shard) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        and shard[1] >= 1
+        and 0 <= shard[0] < shard[1]
+    )
+    if not ok:
+        raise ValueError(
+            f"{owner}: shard must be a tuple (rank, n_ranks) of ints with 0 <= rank < n_ranks, "
+            f"got {shard!r}"
+        )
+    rank, n_ranks = shard
+    return n * n_ranks, slice(rank * n, (rank + 1) * n)
+
+
 @dataclass(frozen=True)
 class ExactScoreMatching:
     """Hyvärinen (2005) score matching with the exact Hessian trace (low ``d``): see
@@ -239,10 +260,18 @@ class ExactScoreMatching:
     """
 
     def loss(
-        self, energy: EnergyFn, x: Tensor, *, generator: torch.Generator | None = None
+        self,
+        energy: EnergyFn,
+        x: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> tuple[Tensor, Terms]:
-        """``(loss, terms)`` on the batch ``x[n, d]`` (``generator`` is unused: no randomness)."""
-        check_generator("ExactScoreMatching", generator, check_batch("ExactScoreMatching", x))
+        """``(loss, terms)`` on the batch ``x[n, d]`` (``generator`` and ``shard`` are unused:
+        no randomness)."""
+        x = check_batch("ExactScoreMatching", x)
+        check_generator("ExactScoreMatching", generator, x)
+        _shard_rows("ExactScoreMatching", shard, x.shape[0])
         return exact_score_matching_loss(energy, x)
 
 
@@ -275,20 +304,28 @@ class DenoisingScoreMatching:
         return tuple(self.sigma) if isinstance(self.sigma, Sequence) else (float(self.sigma),)
 
     def loss(
-        self, energy: EnergyFn, x: Tensor, *, generator: torch.Generator | None = None
+        self,
+        energy: EnergyFn,
+        x: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> tuple[Tensor, Terms]:
+        """``(loss, terms)`` on the batch ``x[n, d]``; with ``shard = (rank, n_ranks)``, ``x`` is
+        that rank's rows of a global batch of ``n * n_ranks`` and the noise is drawn for the
+        global batch (the same numbers, row for row, as one process drawing for all of it)."""
         owner = "DenoisingScoreMatching"
         x = check_batch(owner, x)
         check_generator(owner, generator, x)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        n, rows = _shard_rows(owner, shard, x.shape[0])
+        shape = (n, *x.shape[1:])
+        noise = torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)[rows]
         levels = self.levels
         if len(levels) == 1:
             sigma: float | Tensor = levels[0]
         else:
-            pick = torch.randint(
-                0, len(levels), (x.shape[0],), generator=generator, device=x.device
-            )
-            sigma = torch.tensor(levels, dtype=x.dtype, device=x.device)[pick]
+            pick = torch.randint(0, len(levels), (n,), generator=generator, device=x.device)
+            sigma = torch.tensor(levels, dtype=x.dtype, device=x.device)[pick[rows]]
         return denoising_score_matching_loss(energy, x, noise, sigma)
 
 
@@ -315,15 +352,24 @@ class SlicedScoreMatching:
             )
 
     def loss(
-        self, energy: EnergyFn, x: Tensor, *, generator: torch.Generator | None = None
+        self,
+        energy: EnergyFn,
+        x: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> tuple[Tensor, Terms]:
+        """``(loss, terms)`` on the batch ``x[n, d]``; ``shard`` as for
+        :meth:`DenoisingScoreMatching.loss` (the directions are drawn for the global batch)."""
         owner = "SlicedScoreMatching"
         x = check_batch(owner, x)
         check_generator(owner, generator, x)
-        shape = (self.n_projections, *x.shape)
+        n, rows = _shard_rows(owner, shard, x.shape[0])
+        shape = (self.n_projections, n, *x.shape[1:])
         if self.projection == "gaussian":
             v = torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
         else:
             v = torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype)
             v = 2 * v - 1
+        v = v[:, rows]
         return sliced_score_matching_loss(energy, x, v, self.variance_reduction)
