@@ -160,7 +160,7 @@ def run_seed(seed: int, args, heldout, runs: Path) -> None:
     from ebrl.agents import SACConfig
     from ebrl.data.demos import lunar_lander_heuristic
 
-    todo = ["sac", *(f"kl{t:g}" for t in args.kl_targets)]
+    todo = [*([] if args.skip_sac else ["sac"]), *(f"kl{t:g}" for t in args.kl_targets)]
     names = ["human", "bc", *todo]
     if all((runs / f"{n}_seed{seed}.json").is_file() for n in names):
         return
@@ -356,6 +356,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100_000, help="env steps per agent")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--kl-targets", type=float, nargs="+", default=[1.0])
+    p.add_argument(
+        "--skip-sac", action="store_true", help="no unanchored SAC (e.g. another process runs it)"
+    )
     p.add_argument("--noise-std", type=float, default=0.5)
     p.add_argument("--demo-episodes", type=int, default=50)
     p.add_argument("--heldout-episodes", type=int, default=10)

@@ -45,9 +45,11 @@ from ebrl.logging import write_report
 
 HERE = Path(__file__).resolve().parent
 ENVS = ("HalfCheetah-v5", "Hopper-v5")
-AGENTS = ("energy", "plain", "sb3")
+AGENTS = ("energy", "plain", "sb3", "energy_n4")
+# hypothesis probes: the energy policy with changed acting options (same preset otherwise)
+VARIANTS = {"energy_n4": {"n_particles": 4}}
 SEEDS = (0, 1, 2)
-COLORS = {"energy": "C0", "plain": "C2", "sb3": "C1", "actor_mode": "C3"}
+COLORS = {"energy": "C0", "plain": "C2", "sb3": "C1", "actor_mode": "C3", "energy_n4": "C4"}
 ZOO_LEARNING_STARTS = 10_000  # sac.yml, HalfCheetah-v4 / Hopper-v4 (&mujoco-defaults)
 
 
@@ -109,6 +111,7 @@ def evaluate_batched(predict, env_id: str, n_episodes: int, seed: int) -> dict:
 
 def run_ebrl(args, evaluator: Evaluator, tb_dir: Path) -> dict:
     values = {**preset("SACConfig", args.env), **learning_starts_override(args)}
+    values.update(VARIANTS.get(args.agent, {}))
     config = SACConfig.plain(**values) if args.agent == "plain" else SACConfig(**values)
     agent = SAC(args.env, seed=args.seed, config=config, device="cpu", tensorboard_log=tb_dir)
 
@@ -119,7 +122,9 @@ def run_ebrl(args, evaluator: Evaluator, tb_dir: Path) -> dict:
 
     def diagnostics():
         out = {"temperature": float(agent.temperature)}
-        if args.agent == "energy":  # the same networks acting by the actor's mode (plain SAC's)
+        if args.agent.startswith(
+            "energy"
+        ):  # the same networks acting by the actor's mode (plain SAC's)
             agent.policy.mode_steps = 0
             out["actor_mode"] = evaluate(args.eval_episodes, evaluator.seed)["mean_return"]
             agent.policy.mode_steps = agent.config.mode_steps
