@@ -388,7 +388,60 @@ def probe_mode_search(run: dict, runs_dir: Path) -> dict | None:
     }
 
 
+def probe_acting_spread(run: dict, runs_dir: Path, repeats: int = 64) -> dict | None:
+    """How the energy agent's stochastic actions spread compared with its actor's own draws, on
+    its final networks and the states of one evaluation episode acted by the actor's mode:
+    the standard deviation of the taken action per coordinate (over ``repeats`` acting calls
+    per state, averaged over states and coordinates) and the critic's mean ``min Q`` of the
+    taken actions, for the agent's acting step and for the actor alone (plain SAC's acting)."""
+    path = runs_dir / "tb" / f"{run['agent']}_{run['env']}_s{run['seed']}.pt"
+    if not path.exists():
+        return None
+    agent = SAC.load(path, device="cpu")
+    env = gym.make(run["env"])
+    obs, states, done = env.reset(seed=run["eval_seed"])[0], [], False
+    torch.manual_seed(0)
+    with torch.no_grad():
+        while not done:
+            states.append(obs)
+            action = agent.actor(agent.obs_tensor(obs)).median
+            obs, _, terminated, truncated, _ = env.step(agent.to_env(action)[0])
+            done = terminated or truncated
+        obs_t = agent.obs_tensor(np.stack(states))
+        taken = torch.stack([agent.act(obs_t, deterministic=False)[0] for _ in range(repeats)])
+        mean, std = agent.nets.actor.gaussian(obs_t)
+        actor = torch.tanh(mean + std * torch.randn(repeats, *mean.shape))
+        q_taken = agent.nets.utility(obs_t, taken).mean()
+        q_actor = agent.nets.utility(obs_t, actor).mean()
+    return {
+        "sd_taken": float(taken.std(0).mean()),
+        "sd_actor": float(actor.std(0).mean()),
+        "q_taken_minus_actor": float(q_taken - q_actor),
+    }
+
+
 def probe_table(by: dict, runs_dir: Path) -> list[str]:
+    spread = []
+    for env in ENVS:
+        for agent in ("energy", "energy_n4"):
+            probes = [probe_acting_spread(r, runs_dir) for r in by.get((agent, env), [])]
+            probes = [p for p in probes if p is not None]
+            if probes:
+                cells = [mean_of([p[k] for p in probes]) for k in probes[0]]
+                spread.append(f"| {env} | {agent} | {len(probes)} | {' | '.join(cells)} |")
+    if spread:
+        spread = [
+            "",
+            "How the energy agent's stochastic actions spread (`probe_acting_spread`: its final "
+            "networks, the states of one evaluation episode acted by the actor's mode, 64 acting "
+            "calls per state; mean over the seeds whose networks were kept): the sd of the taken "
+            "action per coordinate, the sd of the actor's own draws (plain SAC's acting) on the "
+            "same states, and the critic's mean min Q of the taken actions less the actor's:",
+            "",
+            "| env | agent | seeds | sd, taken | sd, actor alone | Q taken - Q actor |",
+            "|---|---|---|---|---|---|",
+            *spread,
+        ]
     rows = []
     for env in ENVS:
         probes = [probe_mode_search(r, runs_dir) for r in by.get(("energy", env), [])]
@@ -397,8 +450,9 @@ def probe_table(by: dict, runs_dir: Path) -> list[str]:
             cells = [mean_of([p[k] for p in probes]) for k in probes[0]]
             rows.append(f"| {env} | {len(probes)} | {' | '.join(cells)} |")
     if not rows:
-        return []
+        return spread
     return [
+        *spread,
         "",
         "The mode search on the energy agent's final networks (`probe_mode_search`: states of "
         "one evaluation episode acted by the actor's mode; mean over the seeds whose networks "
