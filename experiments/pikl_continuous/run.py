@@ -244,6 +244,14 @@ def run_seed(seed: int, args, heldout, runs: Path) -> None:
 # ----------------------------------------------------------------------------- report
 
 
+def png_path(runs: Path) -> Path:
+    """The figure beside this script: ``return_vs_human_loglik.png`` for the default runs
+    directory, ``return_vs_human_loglik_<dir>.png`` for another (another budget's study)."""
+    if runs.resolve() == (HERE / "runs").resolve():
+        return HERE / "return_vs_human_loglik.png"
+    return HERE / f"return_vs_human_loglik_{runs.name}.png"
+
+
 def report(runs: Path, png: Path) -> None:
     records = [json.loads(p.read_text()) for p in sorted(runs.glob("*_seed*.json"))]
     if not records:
@@ -355,7 +363,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=100_000, help="env steps per agent")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--kl-targets", type=float, nargs="+", default=[1.0])
+    p.add_argument("--kl-targets", type=float, nargs="*", default=[1.0])
     p.add_argument(
         "--skip-sac", action="store_true", help="no unanchored SAC (e.g. another process runs it)"
     )
@@ -369,7 +377,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.report:
-        report(args.runs, HERE / "return_vs_human_loglik.png")
+        report(args.runs, png_path(args.runs))
         return
     args.runs.mkdir(parents=True, exist_ok=True)
     held = human_demos(args.heldout_episodes, args.noise_std, HELDOUT_DEMO_SEED)
@@ -396,7 +404,7 @@ def main() -> None:
     )
     for seed in args.seeds:
         run_seed(seed, args, heldout, args.runs)
-    report(args.runs, HERE / "return_vs_human_loglik.png")
+    report(args.runs, png_path(args.runs))
 
 
 if __name__ == "__main__":
