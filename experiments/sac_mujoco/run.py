@@ -357,13 +357,11 @@ def report(args) -> None:
     plot(by)
 
 
-def probe_mode_search(run: dict, runs_dir: Path) -> dict | None:
-    """What the 10-step mode search does to the energy agent's final actions, on the states of
-    one evaluation episode acted by the actor's mode: the RMS shift per action coordinate, the
-    fraction of coordinates at the box's bounds (|a| > 0.99) with and without it, and the
-    critic's predicted gain ``min Q(s, a_mode) - min Q(s, a_actor)``. Needs the saved networks
-    (``runs/tb/<run>.pt``, written by the ebrl code the run used: put it on PYTHONPATH)."""
-    path = runs_dir / "tb" / f"energy_{run['env']}_s{run['seed']}.pt"
+def saved_agent_and_states(run: dict, runs_dir: Path) -> tuple[SAC, torch.Tensor] | None:
+    """A run's saved final agent (``runs/tb/<run>.pt``, written by the ebrl code the run used:
+    put it on PYTHONPATH) and the observations ``[T, o]`` of one evaluation episode (the run's
+    evaluation seed) acted by its actor's mode; ``None`` when the networks were not kept."""
+    path = runs_dir / "tb" / f"{run['agent']}_{run['env']}_s{run['seed']}.pt"
     if not path.exists():
         return None
     agent = SAC.load(path, device="cpu")
@@ -375,7 +373,20 @@ def probe_mode_search(run: dict, runs_dir: Path) -> dict | None:
             action = agent.actor(agent.obs_tensor(obs)).median
             obs, _, terminated, truncated, _ = env.step(agent.to_env(action)[0])
             done = terminated or truncated
-        obs_t = agent.obs_tensor(np.stack(states))
+    return agent, agent.obs_tensor(np.stack(states))
+
+
+def probe_mode_search(run: dict, runs_dir: Path) -> dict | None:
+    """What the 10-step mode search does to the energy agent's final actions, on the states of
+    one evaluation episode acted by the actor's mode: the RMS shift per action coordinate, the
+    fraction of coordinates at the box's bounds (|a| > 0.99) with and without it, and the
+    critic's predicted gain ``min Q(s, a_mode) - min Q(s, a_actor)``. Needs the saved networks
+    (``runs/tb/<run>.pt``, written by the ebrl code the run used: put it on PYTHONPATH)."""
+    loaded = saved_agent_and_states({**run, "agent": "energy"}, runs_dir)
+    if loaded is None:
+        return None
+    agent, obs_t = loaded
+    with torch.no_grad():
         actor = agent.actor(obs_t).median
     mode = agent.act(obs_t, deterministic=True)[0]
     with torch.no_grad():
@@ -394,20 +405,12 @@ def probe_acting_spread(run: dict, runs_dir: Path, repeats: int = 64) -> dict | 
     the standard deviation of the taken action per coordinate (over ``repeats`` acting calls
     per state, averaged over states and coordinates) and the critic's mean ``min Q`` of the
     taken actions, for the agent's acting step and for the actor alone (plain SAC's acting)."""
-    path = runs_dir / "tb" / f"{run['agent']}_{run['env']}_s{run['seed']}.pt"
-    if not path.exists():
+    loaded = saved_agent_and_states(run, runs_dir)
+    if loaded is None:
         return None
-    agent = SAC.load(path, device="cpu")
-    env = gym.make(run["env"])
-    obs, states, done = env.reset(seed=run["eval_seed"])[0], [], False
+    agent, obs_t = loaded
     torch.manual_seed(0)
     with torch.no_grad():
-        while not done:
-            states.append(obs)
-            action = agent.actor(agent.obs_tensor(obs)).median
-            obs, _, terminated, truncated, _ = env.step(agent.to_env(action)[0])
-            done = terminated or truncated
-        obs_t = agent.obs_tensor(np.stack(states))
         taken = torch.stack([agent.act(obs_t, deterministic=False)[0] for _ in range(repeats)])
         mean, std = agent.nets.actor.gaussian(obs_t)
         actor = torch.tanh(mean + std * torch.randn(repeats, *mean.shape))
