@@ -604,3 +604,31 @@ def test_mode_rejects_a_badly_shaped_init_and_a_discrete_policy():
     discrete = AnchoredPolicy(UniformAnchor(Discrete(3)), lambda o: o[:, :3], 1.0)
     with pytest.raises(ValueError, match="for continuous actions"):
         discrete.mode(obs)
+
+
+def test_truncated_normal_anchor_tilted_by_a_linear_utility_is_the_shifted_truncated_normal():
+    """``N(mu, s^2) exp(c a / T)`` restricted to a box is ``N(mu + c s^2 / T, s^2)`` restricted
+    to it: the importance-sampled policy's moments against that closed form."""
+    from ebrl.policies import TruncatedNormal
+
+    mu = torch.tensor([[0.2, -0.6], [0.9, 0.0]], dtype=F64)
+    s = torch.tensor([[0.4, 0.3], [0.5, 1.0]], dtype=F64)
+    c, t = torch.tensor([1.0, -1.0], dtype=F64), 0.25
+
+    def anchor(obs):
+        return Independent(TruncatedNormal(mu, s, -1.0, 1.0), 1)
+
+    utility = lambda o, a: (a * c).sum(-1)  # noqa: E731
+    policy = AnchoredPolicy(anchor, utility, t, sampler=ImportanceSampler(4096))
+    obs = torch.zeros(2, 3, dtype=F64)
+    result = policy.sample(obs, 256, generator=gen(7))
+    exact = TruncatedNormal(mu + c * s**2 / t, s, -1.0, 1.0)
+    sd = exact.variance.sqrt()
+    # 256 draws resampled from 4096 weighted particles (ESS 750-1400): se^2 = sd^2 (1/256 + 1/ESS)
+    ess = result.stats["ess"][:, None]
+    assert (ess > 500).all()
+    se = sd * (1 / 256 + 1 / ess).sqrt()
+    error = (result.samples.mean(0) - exact.mean).abs()
+    assert (error < 5 * se).all(), (result.samples.mean(0), exact.mean, se)
+    # the untilted anchor's mean is many standard errors away (the test can fail)
+    assert ((anchor(obs).base_dist.mean - exact.mean).abs() > 5 * se).all()

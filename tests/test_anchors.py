@@ -1,5 +1,5 @@
 """Anchors: shapes, bounds and sampling of the Gaussian anchors, the mixture anchor's log-density,
-the uniform anchor, and bad constructor arguments and inputs."""
+the uniform anchor, the truncated Gaussian anchor, and bad constructor arguments and inputs."""
 
 import math
 
@@ -14,6 +14,8 @@ from ebrl.policies import (
     GaussianAnchor,
     GaussianMixtureAnchor,
     SquashedDistribution,
+    TruncatedGaussianAnchor,
+    TruncatedNormal,
     UniformAnchor,
 )
 from ebrl.samplers import draw
@@ -142,3 +144,35 @@ def test_gaussian_anchor_gaussian_is_the_pre_squash_base_and_checks_obs():
         anchor.gaussian(torch.zeros(4, 3))
     with pytest.raises(TypeError, match=r"obs has dtype torch\.float64"):
         anchor.gaussian(torch.zeros(4, 5, dtype=torch.float64))
+
+
+def test_truncated_anchor_is_a_normal_in_action_space_on_the_box():
+    torch.manual_seed(0)
+    space = Box(np.array([-2.0, 0.0], np.float32), np.array([1.0, 4.0], np.float32))
+    anchor = TruncatedGaussianAnchor(5, space, hidden_sizes=(16,))
+    obs = torch.randn(7, 5)
+    dist = anchor(obs)
+    assert dist.batch_shape == (7,) and dist.event_shape == (2,)
+    base = dist.base_dist
+    assert isinstance(base, TruncatedNormal)
+    # the mean is kept within one half-width of the box whatever the network outputs
+    with torch.no_grad():
+        anchor.net[-1].bias[:2].fill_(1e4)
+    far = anchor(obs).base_dist
+    torch.testing.assert_close(far.loc, torch.tensor([1.0 + 1.5, 4.0 + 2.0]).expand(7, 2))
+    # log_prob is the sum over coordinates of the truncated normal's
+    a = draw(dist, (30,), gen(4))
+    assert a.shape == (30, 7, 2)
+    assert ((a >= torch.as_tensor(space.low)) & (a <= torch.as_tensor(space.high))).all()
+    torch.testing.assert_close(dist.log_prob(a), base.log_prob(a).sum(-1))
+    ar = dist.rsample()
+    assert ar.requires_grad and ar.shape == (7, 2)
+    assert dist.median.shape == (7, 2)
+    # rebuilt from its spec: same architecture, so the weights load and give the same density
+    twin = TruncatedGaussianAnchor.from_spec(anchor.spec)
+    twin.load_state_dict(anchor.state_dict())
+    torch.testing.assert_close(twin(obs).log_prob(a), anchor(obs).log_prob(a))
+    with pytest.raises(ValueError, match="TruncatedGaussianAnchor: the Box must be bounded"):
+        TruncatedGaussianAnchor(3, Box(-np.inf, np.inf, (2,)))
+    with pytest.raises(ValueError, match=r"obs must have shape \[B, 5\]"):
+        anchor(torch.zeros(4, 3))

@@ -6,12 +6,14 @@ from ebrl.policies.anchors import (
     CategoricalAnchor,
     GaussianAnchor,
     GaussianMixtureAnchor,
+    TruncatedGaussianAnchor,
     UniformAnchor,
 )
 from ebrl.policies.behaviour_cloning import BCReport, fit_behaviour_cloning
 from ebrl.policies.distributions import (
     ClampedTanhTransform,
     SquashedDistribution,
+    TruncatedNormal,
     categorical_log_probs,
     masked_categorical,
 )
@@ -26,6 +28,8 @@ __all__ = [
     "GaussianMixtureAnchor",
     "PolicyEstimate",
     "SquashedDistribution",
+    "TruncatedGaussianAnchor",
+    "TruncatedNormal",
     "UniformAnchor",
     "anchored_sampler",
     "categorical_log_probs",

@@ -12,6 +12,8 @@ shape ``[B]``; :class:`~ebrl.policies.AnchoredPolicy` turns one into
   (:class:`~ebrl.policies.SquashedDistribution`); on an unbounded ``Box`` a plain diagonal
   Gaussian.
 - :class:`GaussianMixtureAnchor`: the same with ``K`` components (multimodal demonstrators).
+- :class:`TruncatedGaussianAnchor`: a diagonal Gaussian in action space truncated to the
+  ``Box`` (no squashing): the anchor for demonstrators that add Gaussian noise and clip.
 
 The distributions live in :mod:`ebrl.policies.distributions`; fitting an anchor to
 demonstrations in :mod:`ebrl.policies.behaviour_cloning`.
@@ -40,13 +42,14 @@ from torch.distributions import (
 )
 
 from ebrl.networks import mlp
-from ebrl.policies.distributions import ClosedUniform, SquashedDistribution
+from ebrl.policies.distributions import ClosedUniform, SquashedDistribution, TruncatedNormal
 from ebrl.validation import check_int, check_obs
 
 __all__ = [
     "CategoricalAnchor",
     "GaussianAnchor",
     "GaussianMixtureAnchor",
+    "TruncatedGaussianAnchor",
     "UniformAnchor",
 ]
 
@@ -346,3 +349,82 @@ class GaussianMixtureAnchor(_SquashedHead):
         mixture = Categorical(logits=logits, validate_args=False)
         base = MixtureSameFamily(mixture, components, validate_args=False)
         return self._squash(base)
+
+
+class _DiagonalTruncatedNormal(Independent):
+    """``Independent(TruncatedNormal, 1)`` with the coordinatewise ``median`` (the deterministic
+    action, as :class:`SquashedDistribution`'s)."""
+
+    @property
+    def median(self) -> Tensor:
+        return self.base_dist.median
+
+
+class TruncatedGaussianAnchor(_SquashedHead):
+    """A state-conditioned diagonal Gaussian in action space, truncated to the ``Box``:
+    ``anchor(a|s) = N(a; mu_theta(s), diag(sigma_theta(s)^2)) / Z_theta(s)`` on ``[low, high]``.
+
+    The anchor for demonstrators who act ``clip(controller(s) + noise)``: near a bound its
+    density is the Gaussian's, where a squashed Gaussian (:class:`GaussianAnchor`) has the heavy
+    ``atanh`` tails that widen a maximum-likelihood fit. On LunarLanderContinuous-v3 with a human
+    adding N(0, 0.5^2) noise, the squashed clone fired its side engine in 60% of held-out states
+    against the human's 34% and, sampled, returned 130 against the human's 168; see
+    ``experiments/pikl_continuous/``.
+
+    ``forward(obs[B, obs_dim])`` returns ``Independent(TruncatedNormal, 1)`` (batch ``[B]``,
+    event ``[d]``) with a reparameterised ``rsample`` (inverse CDF), the exact ``log_prob`` and
+    ``median``. ``mu`` is kept within one half-width of the box (``loc + 2 scale tanh(raw / 2)``,
+    with the box's ``loc`` and half-width ``scale``): far enough out to put almost all the mass
+    on a bound, near enough that the density stays finite on clipped demonstrations.
+    ``log sigma`` is squashed into ``log_std_bounds`` as in :class:`GaussianAnchor`. Unlike
+    :class:`GaussianAnchor`, ``SAC`` cannot use it as its actor (no ``gaussian``).
+
+    Args:
+        obs_dim, action_space, hidden_sizes, activation, log_std_bounds: as
+            :class:`GaussianAnchor`; the Box must be bounded on every side.
+
+    Example:
+        >>> from gymnasium.spaces import Box
+        >>> anchor = TruncatedGaussianAnchor(3, Box(-2.0, 2.0, (1,)), hidden_sizes=(64,))
+        >>> dist = anchor(torch.zeros(5, 3))
+        >>> a = dist.rsample()
+        >>> bool(((a >= -2) & (a <= 2)).all()), dist.log_prob(a).shape
+        (True, torch.Size([5]))
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_space: spaces.Box,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        log_std_bounds: tuple[float, float] = (-5.0, 2.0),
+    ):
+        super().__init__()
+        owner = "TruncatedGaussianAnchor"
+        self.obs_dim = check_int(owner, "obs_dim", obs_dim)
+        self._init_box(owner, action_space, log_std_bounds)
+        if not self.bounded:
+            raise ValueError(f"{owner}: the Box must be bounded on every side to truncate to it")
+        self.spec = {
+            "obs_dim": self.obs_dim,
+            "low": np.asarray(action_space.low, dtype=np.float64).tolist(),
+            "high": np.asarray(action_space.high, dtype=np.float64).tolist(),
+            "hidden_sizes": list(hidden_sizes),
+            "activation": activation,
+            "log_std_bounds": list(self.log_std_bounds),
+        }
+        d = self.action_dim
+        self.net = mlp(self.obs_dim, hidden_sizes, 2 * d, activation, owner=owner)
+        self._init_log_std_rows(torch.arange(d, 2 * d))
+
+    from_spec = classmethod(GaussianAnchor.from_spec.__func__)
+
+    def forward(self, obs: Tensor) -> Distribution:
+        obs = check_obs("TruncatedGaussianAnchor", obs, self.obs_dim, self.net[0].weight)
+        raw_mean, raw_std = self.net(obs).chunk(2, dim=-1)
+        loc, scale = (self.high + self.low) / 2, (self.high - self.low) / 2
+        mean = loc + 2 * scale * torch.tanh(raw_mean / 2)
+        std = self._log_std(raw_std).exp()
+        base = TruncatedNormal(mean, std, self.low, self.high)
+        return _DiagonalTruncatedNormal(base, 1, validate_args=False)

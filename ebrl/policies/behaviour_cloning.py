@@ -16,9 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical
+from torch.distributions import Categorical, Independent
 
-from ebrl.policies.distributions import SquashedDistribution, categorical_log_probs
+from ebrl.policies.distributions import (
+    SquashedDistribution,
+    TruncatedNormal,
+    categorical_log_probs,
+)
 from ebrl.validation import (
     check_int,
     check_positive_float,
@@ -82,6 +86,17 @@ def _top1(anchor: nn.Module, obs: Tensor, actions: Tensor, chunk: int = 65536) -
     return hits / obs.shape[0]
 
 
+def _box_of(dist) -> tuple[Tensor, Tensor] | None:
+    """``(low, high)`` of a distribution on a box (squashed or truncated), else ``None``."""
+    if isinstance(dist, SquashedDistribution):
+        return dist.low, dist.high
+    base = getattr(dist, "base_dist", None)
+    if isinstance(dist, Independent) and isinstance(base, TruncatedNormal):
+        first = (0,) * (base.low.dim() - 1)  # the bounds are broadcast over the batch
+        return base.low[first], base.high[first]
+    return None
+
+
 def fit_behaviour_cloning(
     anchor: nn.Module,
     observations: Tensor | np.ndarray,
@@ -102,8 +117,9 @@ def fit_behaviour_cloning(
     after ``patience`` epochs without a lower held-out NLL, and the anchor is left with the
     weights of the best epoch.
 
-    For a squashed anchor (a :class:`~ebrl.policies.SquashedDistribution` on a Box) the actions
-    are first pulled ``boundary_margin`` (a fraction of each half-width) inside the box.
+    For an anchor on a Box (a :class:`~ebrl.policies.SquashedDistribution`, or a
+    :class:`~ebrl.policies.TruncatedGaussianAnchor`'s truncated normal) the actions are first
+    pulled ``boundary_margin`` (a fraction of each half-width) inside the box.
     Demonstrators clip their actions, so the bounds carry point masses, which no density can
     fit: at the bound itself ``u = atanh(1 - eps)`` is about 8.3 and the change-of-variables
     term ``-log(1 - tanh(u)^2)`` adds about 15.9 nats, so maximum likelihood chases those points
@@ -122,7 +138,7 @@ def fit_behaviour_cloning(
         heldout_fraction: share of the pairs held out, in ``(0, 1)``.
         batch_size, lr, weight_decay: Adam minibatch settings.
         max_epochs, patience: early stopping.
-        boundary_margin: squashed anchors only: the fraction of the half-width by which actions
+        boundary_margin: anchors on a Box only: the fraction of the half-width by which actions
             on (or near) the bounds are pulled inside before fitting, in ``[0, 1)`` (0: as
             given). The reported NLLs are of the pulled-in actions.
         seed: seeds the split and the minibatch order (CPU generator; same seed, same run).
@@ -184,12 +200,14 @@ def fit_behaviour_cloning(
                 f"got {tuple(acts.shape)}"
             )
         acts = acts.to(like.dtype)
-        if isinstance(probe, SquashedDistribution) and boundary_margin > 0:
+        box = _box_of(probe)
+        if box is not None and boundary_margin > 0:
             # pulled inside only where the action is in the box: the check below still
             # rejects actions outside it
-            inside = ((acts >= probe.low) & (acts <= probe.high)).all(-1, keepdim=True)
-            pad = boundary_margin * probe.scale
-            pulled = torch.minimum(torch.maximum(acts, probe.low + pad), probe.high - pad)
+            low, high = box
+            inside = ((acts >= low) & (acts <= high)).all(-1, keepdim=True)
+            pad = boundary_margin * (high - low) / 2
+            pulled = torch.minimum(torch.maximum(acts, low + pad), high - pad)
             acts = torch.where(inside, pulled, acts)
 
     nll0 = _nll(anchor, obs, acts)

@@ -319,6 +319,13 @@ def _draw_known(
         for transform in proposal.transforms:
             x = transform(x)
         return x
+    from ebrl.policies.distributions import TruncatedNormal  # a family of ours (lazy: a cycle)
+
+    if isinstance(proposal, TruncatedNormal):
+        u = torch.rand(
+            shape, generator=generator, dtype=proposal.loc.dtype, device=proposal.loc.device
+        )
+        return proposal.icdf(u)
     if isinstance(proposal, MixtureSameFamily) and not reparameterized:
         probs = proposal.mixture_distribution.probs  # [*batch, K]
         k = probs.shape[-1]

@@ -63,14 +63,15 @@ def pulled_inside(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.
     return np.clip(actions, low + pad, high - pad)
 
 
-def fit_bc(demos, seed: int):
+def fit_bc(demos, seed: int, family: str = "squashed"):
     import gymnasium as gym
 
-    from ebrl.policies import GaussianAnchor, fit_behaviour_cloning
+    from ebrl.policies import GaussianAnchor, TruncatedGaussianAnchor, fit_behaviour_cloning
 
     env = gym.make(ENV_ID)
     torch.manual_seed(seed)
-    anchor = GaussianAnchor(env.observation_space.shape[0], env.action_space)
+    cls = {"squashed": GaussianAnchor, "truncated": TruncatedGaussianAnchor}[family]
+    anchor = cls(env.observation_space.shape[0], env.action_space)
     env.close()
     report = fit_behaviour_cloning(anchor, demos.observations, demos.actions, seed=seed)
     return anchor, report
@@ -166,7 +167,7 @@ def run_seed(seed: int, args, heldout, runs: Path) -> None:
         return
     start = time.perf_counter()
     demos = human_demos(args.demo_episodes, args.noise_std, seed)
-    anchor, report = fit_bc(demos, seed)
+    anchor, report = fit_bc(demos, seed, args.anchor_family)
     bc_s = time.perf_counter() - start
     common = {"seed": seed, "steps": args.steps, "eval_episodes": args.eval_episodes}
     if not (runs / f"human_seed{seed}.json").is_file():
@@ -190,6 +191,7 @@ def run_seed(seed: int, args, heldout, runs: Path) -> None:
             **common,
             "steps": 0,
             "demo_episodes": args.demo_episodes,
+            "anchor_family": args.anchor_family,
             "demo_steps": len(demos),
             "bc_heldout_nll": report.heldout_nll,
             "bc_epochs": report.epochs_run,
@@ -372,6 +374,12 @@ def main() -> None:
     p.add_argument("--heldout-episodes", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--deterministic-episodes", type=int, default=0)
+    p.add_argument(
+        "--anchor-family",
+        choices=["squashed", "truncated"],
+        default="squashed",
+        help="the cloned anchor: GaussianAnchor (tanh-squashed) or TruncatedGaussianAnchor",
+    )
     p.add_argument("--runs", type=Path, default=HERE / "runs")
     p.add_argument("--report", action="store_true", help="only write the table and the PNG")
     args = p.parse_args()
