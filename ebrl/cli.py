@@ -249,6 +249,15 @@ def _add_train(sub: argparse._SubParsersAction, env: str) -> None:
         "by its mode, with the demonstrator's",
     )
     p.add_argument(
+        "--anchor-family",
+        choices=["squashed", "truncated"],
+        default="squashed",
+        help="sac with --anchor: the cloned anchor's family: 'squashed' (GaussianAnchor, a "
+        "tanh-squashed Gaussian) or 'truncated' (TruncatedGaussianAnchor, a Gaussian in action "
+        "space truncated to the box: for demonstrators that add wide noise and clip) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--plain-sac",
         action="store_true",
         help="sac only: the plain-SAC configuration (1 particle, no MALA, no anchor mixing)",
@@ -317,15 +326,21 @@ def _add_train(sub: argparse._SubParsersAction, env: str) -> None:
 DEFAULT_TRAIN_STEPS = 10_000
 
 
-def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
+def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int, family: str = "squashed"):
     """An anchor fitted to the demonstrations in ``path`` (which must be for ``env_id``): a
-    ``CategoricalAnchor`` for discrete actions, a ``GaussianAnchor`` for a Box."""
+    ``CategoricalAnchor`` for discrete actions, for a Box a ``GaussianAnchor`` (``family``
+    ``"squashed"``) or a ``TruncatedGaussianAnchor`` (``"truncated"``)."""
     import gymnasium as gym
     import numpy as np
 
     from ebrl.agents import make_env
     from ebrl.data.demos import Demonstrations
-    from ebrl.policies import CategoricalAnchor, GaussianAnchor, fit_behaviour_cloning
+    from ebrl.policies import (
+        CategoricalAnchor,
+        GaussianAnchor,
+        TruncatedGaussianAnchor,
+        fit_behaviour_cloning,
+    )
 
     demos = Demonstrations.load(path)
     if demos.metadata.get("env_id") != env_id:
@@ -337,6 +352,8 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
     obs_dim = int(np.prod(env.observation_space.shape))
     if isinstance(env.action_space, gym.spaces.Discrete):
         anchor = CategoricalAnchor(obs_dim, env.action_space)
+    elif family == "truncated":
+        anchor = TruncatedGaussianAnchor(obs_dim, env.action_space)
     else:
         anchor = GaussianAnchor(obs_dim, env.action_space)
     env.close()
@@ -344,6 +361,7 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int):
         anchor, demos.observations.reshape(len(demos), -1), demos.actions, seed=seed
     )
     bc = {
+        "class": type(anchor).__name__,
         "heldout_nll": round(report.heldout_nll, 4),
         "epochs": report.epochs_run,
         "demo_episodes": len(demos.returns),
@@ -408,6 +426,8 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--seed must be >= 0 and < 2**63, got {args.seed}")
     if args.plain_sac and args.algo != "sac":
         raise ValueError("--plain-sac: only for --algo sac")
+    if args.anchor_family != "squashed" and (args.anchor is None or args.algo != "sac"):
+        raise ValueError("--anchor-family: only for --algo sac with --anchor")
     if args.temperature != "auto":
         try:
             args.temperature = float(args.temperature)
@@ -492,7 +512,9 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
     if agent is None:
         bc = None
         if args.anchor is not None:
-            anchor, bc = _behaviour_cloned_anchor(args.anchor, args.env, args.seed)
+            anchor, bc = _behaviour_cloned_anchor(
+                args.anchor, args.env, args.seed, args.anchor_family
+            )
             if main:
                 _write_json(report_path, bc)
         agent = {"sac": SAC, "softq": SoftQ}[args.algo](

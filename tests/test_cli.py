@@ -48,6 +48,8 @@ def test_train_then_evaluate(tmp_path, capsys):
         (["train", "--env", "NoSuchEnv-v0", "--steps", "5"], "unknown or unavailable env id"),
         (["train", "--steps", "5", "--n-particles", "0"], "SACConfig: n_particles"),
         (["train", "--steps", "5", "--anchor", "missing.npz"], "no demonstrations file"),
+        (["train", "--steps", "5", "--anchor-family", "truncated"], "only for --algo sac with"),
+        (["train", "--steps", "5", "--anchor-family", "tanh"], "invalid choice"),
         (["evaluate", "missing.pt"], "no checkpoint"),
     ],
 )
@@ -65,13 +67,18 @@ def test_every_config_field_has_help(config):
     assert not missing
 
 
-def test_anchored_training_reports_demonstrator_anchor_agent_and_kl(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("family", "cls"), [("squashed", "GaussianAnchor"), ("truncated", "TruncatedGaussianAnchor")]
+)
+def test_anchored_training_reports_demonstrator_anchor_agent_and_kl(tmp_path, capsys, family, cls):
     from ebrl.data.demos import pendulum_demos
 
     demos = pendulum_demos(2, noise_std=0.2, seed=0).save(tmp_path / "demos.npz")
     argv = ["train", "--steps", "300", "--eval-episodes", "2", "--no-progress"]
-    out = run(capsys, *argv, "--anchor", str(demos), "--logdir", str(tmp_path), *TINY)
+    argv += ["--anchor", str(demos), "--anchor-family", family]
+    out = run(capsys, *argv, "--logdir", str(tmp_path), *TINY)
     report = out["anchor"]
+    assert report["class"] == cls
     assert report["demo_mean_return"] > -400  # the swing-up controller balances
     for key in ("heldout_nll", "anchor_mean_return", "anchor_std_return", "final_kl_to_anchor"):
         assert np.isfinite(report[key]), key
