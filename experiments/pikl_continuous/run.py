@@ -270,10 +270,10 @@ def report(runs: Path, png: Path) -> None:
         return f"{np.mean(xs):.1f} ± {np.std(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
 
     lines = [
-        "| agent | seeds | return (sampled), mean ± sd over seeds | per seed | deterministic | "
-        "human log-lik per seed: own sampler, all held-out states (own / 256 particles on "
-        "the first 2000) | KL(pi‖own anchor) | KL(pi‖BC) MC |",
-        "|---|---|---|---|---|---|---|---|",
+        "| agent | seeds | episodes | return (sampled), mean ± sd over seeds | per seed | "
+        "deterministic | human log-lik per seed: own sampler, all held-out states (own / 256 "
+        "particles on the first 2000) | KL(pi‖own anchor) | KL(pi‖BC) MC |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for a in order:
         rs = sorted(agents[a], key=lambda r: r["seed"])
@@ -294,8 +294,10 @@ def report(runs: Path, png: Path) -> None:
             ll_s += " (" + ", ".join(pairs) + ")"
         kl_s = "-" if kl[0] is None else ", ".join(f"{x:.2f}" for x in kl)
         klbc_s = "-" if klbc[0] is None else ", ".join(f"{x:.2f}" for x in klbc)
+        episodes = "/".join(sorted({str(r["eval_episodes"]) for r in rs}))
         lines.append(
-            f"| {a} | {len(rs)} | {fmt(ret)} | {per} | {fmt(det)} | {ll_s} | {kl_s} | {klbc_s} |"
+            f"| {a} | {len(rs)} | {episodes} | {fmt(ret)} | {per} | {fmt(det)} | {ll_s} | {kl_s} "
+            f"| {klbc_s} |"
         )
     print("\n".join(lines))
 
@@ -352,7 +354,11 @@ def report(runs: Path, png: Path) -> None:
     ax.plot([], [], color="grey", lw=0.8, ls="--", label="human (noisy heuristic), per seed")
     ax.set_xscale("symlog", linthresh=1.0)  # unanchored SAC sits tens of nats lower
     ax.set_xlabel("held-out human actions: mean log-likelihood under the policy (nats, symlog)")
-    ax.set_ylabel(f"return (sampled policy, {records[0]['eval_episodes']} episodes)")
+    counts = {a: agents[a][0]["eval_episodes"] for a in order}
+    main_count = max(set(counts.values()), key=list(counts.values()).count)
+    others = "".join(f"; {a}: {n}" for a, n in counts.items() if n != main_count)
+    # others: e.g. unanchored SAC's runs reused from a study evaluated on fewer episodes
+    ax.set_ylabel(f"return (sampled policy, {main_count} episodes{others})")
     steps = max(r["steps"] for r in records)
     ax.set_title(f"{ENV_ID}, {steps // 1000}k env steps; marker = seed", fontsize=10)
     ax.legend(fontsize=8)

@@ -45,11 +45,18 @@ from ebrl.logging import write_report
 
 HERE = Path(__file__).resolve().parent
 ENVS = ("HalfCheetah-v5", "Hopper-v5")
-AGENTS = ("energy", "plain", "sb3", "energy_n4")
+AGENTS = ("energy", "plain", "sb3", "energy_n4", "energy_mix0")
 # hypothesis probes: the energy policy with changed acting options (same preset otherwise)
-VARIANTS = {"energy_n4": {"n_particles": 4}}
+VARIANTS = {"energy_n4": {"n_particles": 4}, "energy_mix0": {"anchor_mix": 0.0}}
 SEEDS = (0, 1, 2)
-COLORS = {"energy": "C0", "plain": "C2", "sb3": "C1", "actor_mode": "C3", "energy_n4": "C4"}
+COLORS = {
+    "energy": "C0",
+    "plain": "C2",
+    "sb3": "C1",
+    "actor_mode": "C3",
+    "energy_n4": "C4",
+    "energy_mix0": "C5",
+}
 ZOO_LEARNING_STARTS = 10_000  # sac.yml, HalfCheetah-v4 / Hopper-v4 (&mujoco-defaults)
 
 
@@ -404,29 +411,45 @@ def probe_acting_spread(run: dict, runs_dir: Path, repeats: int = 64) -> dict | 
     its final networks and the states of one evaluation episode acted by the actor's mode:
     the standard deviation of the taken action per coordinate (over ``repeats`` acting calls
     per state, averaged over states and coordinates) and the critic's mean ``min Q`` of the
-    taken actions, for the agent's acting step and for the actor alone (plain SAC's acting)."""
+    taken actions, for the agent's acting step and for the actor alone (plain SAC's acting);
+    and the probability that the acting step takes one of the proposal's uniform particles
+    (the ``anchor_mix`` share of the 16: its resampling weight summed over them)."""
+    from ebrl.agents.sac import importance_step
+
     loaded = saved_agent_and_states(run, runs_dir)
     if loaded is None:
         return None
     agent, obs_t = loaded
     torch.manual_seed(0)
+    n, mix = agent.config.n_particles, agent.config.anchor_mix
     with torch.no_grad():
         taken = torch.stack([agent.act(obs_t, deterministic=False)[0] for _ in range(repeats)])
         mean, std = agent.nets.actor.gaussian(obs_t)
         actor = torch.tanh(mean + std * torch.randn(repeats, *mean.shape))
         q_taken = agent.nets.utility(obs_t, taken).mean()
         q_actor = agent.nets.utility(obs_t, actor).mean()
+        uniform_taken = []
+        for _ in range(16):
+            shape = (n, obs_t.shape[0], agent.act_dim)
+            pick = torch.rand(shape[:2])
+            _, log_w = importance_step(
+                agent.nets, obs_t, agent.temperature, torch.randn(shape), torch.rand(shape),
+                pick, mix, agent._pick_threshold,
+            )  # fmt: skip
+            from_uniform = (pick >= agent._pick_threshold) if mix > 0 else torch.zeros_like(pick)
+            uniform_taken.append((torch.softmax(log_w, 0) * from_uniform).sum(0).mean())
     return {
         "sd_taken": float(taken.std(0).mean()),
         "sd_actor": float(actor.std(0).mean()),
         "q_taken_minus_actor": float(q_taken - q_actor),
+        "uniform_taken": float(torch.stack(uniform_taken).mean()),
     }
 
 
 def probe_table(by: dict, runs_dir: Path) -> list[str]:
     spread = []
     for env in ENVS:
-        for agent in ("energy", "energy_n4"):
+        for agent in ("energy", "energy_n4", "energy_mix0"):
             probes = [probe_acting_spread(r, runs_dir) for r in by.get((agent, env), [])]
             probes = [p for p in probes if p is not None]
             if probes:
@@ -439,10 +462,13 @@ def probe_table(by: dict, runs_dir: Path) -> list[str]:
             "networks, the states of one evaluation episode acted by the actor's mode, 64 acting "
             "calls per state; mean over the seeds whose networks were kept): the sd of the taken "
             "action per coordinate, the sd of the actor's own draws (plain SAC's acting) on the "
-            "same states, and the critic's mean min Q of the taken actions less the actor's:",
+            "same states, the critic's mean min Q of the taken actions less the actor's, and "
+            "how often the acting step takes one of the proposal's uniform particles (10% of "
+            "the 16 with the preset's `anchor_mix` 0.1; none with 0):",
             "",
-            "| env | agent | seeds | sd, taken | sd, actor alone | Q taken - Q actor |",
-            "|---|---|---|---|---|---|",
+            "| env | agent | seeds | sd, taken | sd, actor alone | Q taken - Q actor | "
+            "P(uniform particle taken) |",
+            "|---|---|---|---|---|---|---|",
             *spread,
         ]
     rows = []
