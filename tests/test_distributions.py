@@ -206,3 +206,16 @@ def test_truncated_normal_rsample_gradient_is_the_mean_s():
     for mc, exact in zip(g_mc, g_exact, strict=True):
         # per-draw derivatives are bounded by about 1 + |z|: 0.02 is > 5 standard errors
         assert (mc - exact).abs().max() < 0.02, (mc, exact)
+
+
+def test_truncated_normal_bad_parameters():
+    for loc, scale, low, high, match in [
+        (0.0, 0.0, -1.0, 1.0, "scale must be finite and > 0"),
+        (0.0, -1.0, -1.0, 1.0, "scale must be finite and > 0"),
+        (math.nan, 1.0, -1.0, 1.0, "loc must be finite"),
+        (0.0, 1.0, 1.0, 1.0, "low < high"),
+        (0.0, 1.0, -math.inf, 1.0, "low and high must be finite"),
+        (torch.zeros(3), torch.ones(2), -1.0, 1.0, "do not broadcast"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            TruncatedNormal(torch.as_tensor(loc), torch.as_tensor(scale), low, high)

@@ -426,5 +426,6 @@ class TruncatedGaussianAnchor(_SquashedHead):
         loc, scale = (self.high + self.low) / 2, (self.high - self.low) / 2
         mean = loc + 2 * scale * torch.tanh(raw_mean / 2)
         std = self._log_std(raw_std).exp()
-        base = TruncatedNormal(mean, std, self.low, self.high)
+        # valid by construction: std > 0 (bounded log-std), the box checked in __init__
+        base = TruncatedNormal(mean, std, self.low, self.high, validate_args=False)
         return _DiagonalTruncatedNormal(base, 1, validate_args=False)

@@ -207,6 +207,8 @@ class TruncatedNormal(Distribution):
     Args:
         loc, scale: the untruncated Gaussian's mean and standard deviation (``scale > 0``).
         low, high: finite bounds, ``low < high``.
+        validate_args: check the parameters (one host sync; ``ValueError`` naming the bad
+            one); anchors that hold them valid by construction pass ``False``.
 
     References:
         Johnson, Kotz and Balakrishnan (1994), *Continuous Univariate Distributions*, vol. 1,
@@ -216,14 +218,37 @@ class TruncatedNormal(Distribution):
     arg_constraints: dict = {}  # noqa: RUF012 - torch's own convention
     has_rsample = True
 
-    def __init__(self, loc: Tensor, scale: Tensor, low: Tensor | float, high: Tensor | float):
+    def __init__(
+        self,
+        loc: Tensor,
+        scale: Tensor,
+        low: Tensor | float,
+        high: Tensor | float,
+        validate_args: bool = True,
+    ):
         loc = torch.as_tensor(loc)
         dtype = loc.dtype if loc.is_floating_point() else torch.get_default_dtype()
         loc = loc.to(dtype)
         scale = torch.as_tensor(scale, dtype=dtype, device=loc.device)
         low = torch.as_tensor(low, dtype=dtype, device=loc.device)
         high = torch.as_tensor(high, dtype=dtype, device=loc.device)
-        self.loc, self.scale, self.low, self.high = torch.broadcast_tensors(loc, scale, low, high)
+        try:
+            self.loc, self.scale, self.low, self.high = torch.broadcast_tensors(
+                loc, scale, low, high
+            )
+        except RuntimeError as err:
+            raise ValueError(
+                f"TruncatedNormal: loc {tuple(loc.shape)}, scale {tuple(scale.shape)}, low "
+                f"{tuple(low.shape)} and high {tuple(high.shape)} do not broadcast"
+            ) from err
+        if validate_args:
+            if not bool(torch.isfinite(self.loc).all()):
+                raise ValueError("TruncatedNormal: loc must be finite")
+            if not bool(((self.scale > 0) & torch.isfinite(self.scale)).all()):
+                raise ValueError("TruncatedNormal: scale must be finite and > 0")
+            finite = torch.isfinite(self.low) & torch.isfinite(self.high)
+            if not bool((finite & (self.low < self.high)).all()):
+                raise ValueError("TruncatedNormal: low and high must be finite with low < high")
         self._alpha = (self.low - self.loc) / self.scale
         self._beta = (self.high - self.loc) / self.scale
         self._log_mass = log_normal_mass(self._alpha, self._beta)
