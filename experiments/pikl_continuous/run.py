@@ -360,7 +360,10 @@ def report(runs: Path, png: Path) -> None:
     # others: e.g. unanchored SAC's runs reused from a study evaluated on fewer episodes
     ax.set_ylabel(f"return (sampled policy, {main_count} episodes{others})")
     steps = max(r["steps"] for r in records)
-    ax.set_title(f"{ENV_ID}, {steps // 1000}k env steps; marker = seed", fontsize=10)
+    family = agents["bc"][0].get("anchor_family", "squashed") if "bc" in agents else "no"
+    ax.set_title(
+        f"{ENV_ID}, {steps // 1000}k env steps, {family} BC anchor; marker = seed", fontsize=10
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
