@@ -251,11 +251,11 @@ def _add_train(sub: argparse._SubParsersAction, env: str) -> None:
     p.add_argument(
         "--anchor-family",
         choices=["squashed", "truncated"],
-        default="squashed",
+        default=None,
         help="sac with --anchor: the cloned anchor's family: 'squashed' (GaussianAnchor, a "
         "tanh-squashed Gaussian) or 'truncated' (TruncatedGaussianAnchor, a Gaussian in action "
         "space truncated to the box: for demonstrators that add wide noise and clip) "
-        "(default: %(default)s)",
+        "(default: squashed)",
     )
     p.add_argument(
         "--plain-sac",
@@ -426,7 +426,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--seed must be >= 0 and < 2**63, got {args.seed}")
     if args.plain_sac and args.algo != "sac":
         raise ValueError("--plain-sac: only for --algo sac")
-    if args.anchor_family != "squashed" and (args.anchor is None or args.algo != "sac"):
+    if args.anchor_family is not None and (args.anchor is None or args.algo != "sac"):
         raise ValueError("--anchor-family: only for --algo sac with --anchor")
     if args.temperature != "auto":
         try:
@@ -513,7 +513,7 @@ def _train(args: argparse.Namespace, config, run_dir: Path, agent) -> dict:
         bc = None
         if args.anchor is not None:
             anchor, bc = _behaviour_cloned_anchor(
-                args.anchor, args.env, args.seed, args.anchor_family
+                args.anchor, args.env, args.seed, args.anchor_family or "squashed"
             )
             if main:
                 _write_json(report_path, bc)

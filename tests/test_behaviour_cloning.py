@@ -189,6 +189,21 @@ def test_bc_truncated_anchor_clones_gaussian_noise_clipped_at_the_bounds():
     assert abs(draws.std(0).mean() - ref.std(0).mean()) < 0.04
 
 
+def test_bc_boundary_margin_pulls_truncated_anchors_in_too():
+    """Actions all on the upper bound, pulled half the half-width inside: the truncated clone's
+    median sits near 0.5, not at the bound (it would without the margin reaching it)."""
+    x, a = torch.rand(512, 1, generator=gen(0)), torch.ones(512, 1)
+    medians = []
+    for margin in (0.5, 0.0):
+        torch.manual_seed(0)
+        anchor = TruncatedGaussianAnchor(1, Box(-1.0, 1.0, (1,)), hidden_sizes=())
+        fit_behaviour_cloning(anchor, x, a, boundary_margin=margin, max_epochs=300, lr=3e-2)
+        with torch.no_grad():
+            medians.append(anchor(x).median.mean().item())
+    assert abs(medians[0] - 0.5) < 0.1, medians
+    assert medians[1] > 0.9, medians
+
+
 def test_bc_boundary_margin_argument():
     anchor = GaussianAnchor(1, Box(-1.0, 1.0, (1,)), hidden_sizes=())
     x, a = torch.zeros(10, 1), torch.ones(10, 1)

@@ -49,6 +49,7 @@ def test_train_then_evaluate(tmp_path, capsys):
         (["train", "--steps", "5", "--n-particles", "0"], "SACConfig: n_particles"),
         (["train", "--steps", "5", "--anchor", "missing.npz"], "no demonstrations file"),
         (["train", "--steps", "5", "--anchor-family", "truncated"], "only for --algo sac with"),
+        (["train", "--steps", "5", "--anchor-family", "squashed"], "only for --algo sac with"),
         (["train", "--steps", "5", "--anchor-family", "tanh"], "invalid choice"),
         (["evaluate", "missing.pt"], "no checkpoint"),
     ],

@@ -130,6 +130,8 @@ TRUNC_CASES = [  # (loc, scale) on the box [-1, 1]: inside, straddling, both tai
     (0.0, 0.01),
     (-1.5, 0.3),
     (1.2, 2.0),
+    (-10.0, 1.0),  # the box in the upper tail (mirrored), 9 to 11 scales from loc
+    (10.0, 1.0),  # and in the lower tail
 ]
 
 
@@ -155,9 +157,28 @@ def test_truncated_normal_log_prob_and_moments_match_scipy():
         torch.testing.assert_close(
             dist.variance[i], torch.tensor(var, dtype=F64), rtol=1e-6, atol=1e-12
         )
-    # closed box: finite on the bounds, -inf just outside
-    assert torch.isfinite(dist.log_prob(torch.full((6,), 1.0, dtype=F64))).all()
-    assert (dist.log_prob(torch.full((6,), -1.0 - 1e-9, dtype=F64)) == -math.inf).all()
+        median = stats.truncnorm.median(a, b, loc=m, scale=s)
+        torch.testing.assert_close(
+            dist.median[i], torch.tensor(median, dtype=F64), rtol=1e-7, atol=1e-9
+        )
+    # closed box: finite on the bounds, -inf outside it; a few ulps outside (rounding in an
+    # affine map) count as on the bound
+    k = len(TRUNC_CASES)
+    on_bound = dist.log_prob(torch.full((k,), 1.0, dtype=F64))
+    assert torch.isfinite(on_bound).all()
+    ulps = torch.full((k,), 1.0, dtype=F64).nextafter(torch.tensor(2.0, dtype=F64))
+    torch.testing.assert_close(dist.log_prob(ulps), on_bound)
+    assert (dist.log_prob(torch.full((k,), -1.0 - 1e-9, dtype=F64)) == -math.inf).all()
+    # float32 parameters: the moments are still exact far in a tail (computed in float64)
+    far = TruncatedNormal(torch.tensor([-40.0, 0.0]), torch.tensor([0.5, 1e5]), -1.0, 1.0)
+    a = torch.tensor([(-1 + 40) / 0.5, -1e-5], dtype=F64)
+    b = torch.tensor([(1 + 40) / 0.5, 1e-5], dtype=F64)
+    ref_mean = [stats.truncnorm.mean(a[0], b[0], loc=-40, scale=0.5), 0.0]
+    torch.testing.assert_close(far.mean, torch.tensor(ref_mean, dtype=torch.float32))
+    ref_var = [stats.truncnorm.var(a[0], b[0], loc=-40, scale=0.5), 1 / 3]  # the uniform's
+    torch.testing.assert_close(
+        far.variance, torch.tensor(ref_var, dtype=torch.float32), rtol=1e-4, atol=1e-9
+    )
 
 
 def test_log_normal_mass_in_the_far_tails():
@@ -180,7 +201,14 @@ def test_truncated_normal_draws_follow_the_distribution():
     Kolmogorov-Smirnov, with the same draws from the same generator; in the box always."""
     stats = pytest.importorskip("scipy.stats")
     dist = truncated(dtype=torch.float32)
-    x = draw(dist, (20000,), gen(3))
+    spy = []
+    fork = torch.random.fork_rng
+    torch.random.fork_rng = lambda *a, **k: spy.append(1) or fork(*a, **k)
+    try:
+        x = draw(dist, (20000,), gen(3))
+    finally:
+        torch.random.fork_rng = fork
+    assert not spy  # drawn from the generator itself, not torch's fallback (a host sync)
     assert torch.equal(x, draw(dist, (20000,), gen(3)))
     assert ((x >= -1) & (x <= 1)).all()
     for i, (m, s) in enumerate(TRUNC_CASES):
@@ -219,3 +247,7 @@ def test_truncated_normal_bad_parameters():
     ]:
         with pytest.raises(ValueError, match=match):
             TruncatedNormal(torch.as_tensor(loc), torch.as_tensor(scale), low, high)
+    with pytest.raises(TypeError, match="loc must be a real tensor or number, got str"):
+        TruncatedNormal("a", 1.0, -1.0, 1.0)
+    with pytest.raises(TypeError, match="scale must be real"):
+        TruncatedNormal(0.0, torch.ones(2, dtype=torch.complex64), -1.0, 1.0)

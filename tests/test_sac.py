@@ -215,6 +215,42 @@ def test_truncated_gaussian_anchor_trains_acts_in_the_box_and_round_trips(tmp_pa
     )
 
 
+@pytest.mark.parametrize("saturate", [-30.0, 30.0])
+def test_truncated_anchor_on_a_box_whose_unit_map_rounds_outside(saturate):
+    """On ``[0.2, 0.7]`` the unit box's +-1 maps a rounding step outside the env box; a
+    saturated actor's actions (exactly +-1) must still have a finite anchor density, so the
+    losses and their gradients stay finite (they were inf / NaN before the bound tolerance)."""
+    from ebrl.agents.sac import SACNetworks, _BoxAnchor
+    from ebrl.policies import TruncatedGaussianAnchor
+
+    space = gym.spaces.Box(np.float32(0.2), np.float32(0.7), (1,), np.float32)
+    center = torch.as_tensor((space.high + space.low) / 2)
+    half = torch.as_tensor((space.high - space.low) / 2)
+    assert (center + half * torch.ones(1) > torch.as_tensor(space.high)).any() or (
+        center - half * torch.ones(1) < torch.as_tensor(space.low)
+    ).any()  # the rounding this test is about
+    torch.manual_seed(0)
+    anchor = _BoxAnchor(TruncatedGaussianAnchor(3, space, hidden_sizes=(8,)), center, half)
+    nets = SACNetworks(3, 1, SACConfig(hidden_sizes=(8,)), anchor)
+    with torch.no_grad():
+        nets.actor.net[-1].bias[0] = saturate  # the actor's draws are exactly -1 or +1
+    g = torch.Generator().manual_seed(0)
+    batch = Transitions(
+        obs=torch.randn(16, 3, generator=g),
+        actions=torch.rand(16, 1, generator=g) * 2 - 1,
+        rewards=torch.randn(16, generator=g),
+        next_obs=torch.randn(16, 3, generator=g),
+        terminated=torch.zeros(16),
+    )
+    t = torch.tensor(0.5)
+    loss, _ = critic_loss(nets, batch, t, gamma=0.99, noise=torch.zeros(16, 1))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in nets.critic.parameters())
+    loss, terms = actor_loss(nets, batch, t, noise=torch.zeros(16, 1))
+    assert torch.isfinite(loss) and torch.isfinite(terms["kl_to_anchor"])
+
+
 def test_learns_a_contextual_bandit_past_learning_starts():
     agent = SAC(
         TargetBandit(),

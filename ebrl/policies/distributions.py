@@ -226,6 +226,14 @@ class TruncatedNormal(Distribution):
         high: Tensor | float,
         validate_args: bool = True,
     ):
+        for name, value in (("loc", loc), ("scale", scale), ("low", low), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, Tensor | int | float):
+                raise TypeError(
+                    f"TruncatedNormal: {name} must be a real tensor or number, got "
+                    f"{type(value).__name__}"
+                )
+            if isinstance(value, Tensor) and (value.is_complex() or value.dtype == torch.bool):
+                raise TypeError(f"TruncatedNormal: {name} must be real, got {value.dtype}")
         loc = torch.as_tensor(loc)
         dtype = loc.dtype if loc.is_floating_point() else torch.get_default_dtype()
         loc = loc.to(dtype)
@@ -249,8 +257,11 @@ class TruncatedNormal(Distribution):
             finite = torch.isfinite(self.low) & torch.isfinite(self.high)
             if not bool((finite & (self.low < self.high)).all()):
                 raise ValueError("TruncatedNormal: low and high must be finite with low < high")
-        self._alpha = (self.low - self.loc) / self.scale
-        self._beta = (self.high - self.loc) / self.scale
+        # standardised bounds and the log-mass in float64: in float32 a narrow interval (a wide
+        # scale) cancels, and the far tails lose their digits
+        loc64, scale64 = self.loc.double(), self.scale.double()
+        self._alpha = (self.low.double() - loc64) / scale64
+        self._beta = (self.high.double() - loc64) / scale64
         self._log_mass = log_normal_mass(self._alpha, self._beta)
         super().__init__(self.loc.shape, validate_args=False)
 
@@ -259,14 +270,19 @@ class TruncatedNormal(Distribution):
         return constraints.interval(self.low, self.high)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        z = (value - self.loc) / self.scale
-        log_density = -0.5 * z.square() - 0.5 * math.log(2 * math.pi) - self.scale.log()
-        inside = (value >= self.low) & (value <= self.high)
-        return (log_density - self._log_mass).masked_fill(~inside, -math.inf)
+        # rounding in callers' affine maps (e.g. SAC's unit box to env units) can land a few ulps
+        # outside the closed box: those values count as on the bound (as SquashedDistribution)
+        tol = 8 * torch.finfo(value.dtype).eps * (self.low.abs() + self.high.abs() + 1)
+        inside = (value >= self.low - tol) & (value <= self.high + tol)
+        value = torch.minimum(torch.maximum(value, self.low), self.high)
+        z = (value.double() - self.loc.double()) / self.scale.double()
+        log_density = -0.5 * z.square() - 0.5 * math.log(2 * math.pi) - self.scale.double().log()
+        log_p = (log_density - self._log_mass).to(torch.promote_types(value.dtype, self.loc.dtype))
+        return log_p.masked_fill(~inside, -math.inf)
 
     def icdf(self, value: Tensor) -> Tensor:
         """The ``value``-quantile (``value`` in ``[0, 1]``), clamped into ``[low, high]``."""
-        alpha, beta = self._alpha.double(), self._beta.double()
+        alpha, beta = self._alpha, self._beta
         u = value.double()
         upper = alpha > 0  # mirror an upper-tail interval so the CDF values stay away from 1
         a = torch.where(upper, -beta, alpha)
@@ -277,8 +293,9 @@ class TruncatedNormal(Distribution):
         tiny = torch.finfo(torch.float64).tiny
         z = torch.special.ndtri(p.clamp(tiny, 1 - torch.finfo(torch.float64).eps))
         z = torch.where(upper, -z, z)
-        z = torch.minimum(torch.maximum(z, alpha), beta).to(self.loc.dtype)
-        return torch.minimum(torch.maximum(self.loc + self.scale * z, self.low), self.high)
+        z = torch.minimum(torch.maximum(z, alpha), beta)
+        x = (self.loc.double() + self.scale.double() * z).to(self.loc.dtype)
+        return torch.minimum(torch.maximum(x, self.low), self.high)
 
     def rsample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
         shape = self._extended_shape(torch.Size(sample_shape))
@@ -288,25 +305,33 @@ class TruncatedNormal(Distribution):
         with torch.no_grad():
             return self.rsample(sample_shape)
 
+    def _phi_ratios(self) -> tuple[Tensor, Tensor]:
+        """``phi(alpha) / Z`` and ``phi(beta) / Z`` in float64, in log space."""
+        log_norm = 0.5 * math.log(2 * math.pi)
+        pa = torch.exp(-0.5 * self._alpha.square() - log_norm - self._log_mass)
+        pb = torch.exp(-0.5 * self._beta.square() - log_norm - self._log_mass)
+        return pa, pb
+
     @property
     def mean(self) -> Tensor:
-        """``loc + scale (phi(alpha) - phi(beta)) / (Phi(beta) - Phi(alpha))``, in log space."""
-        log_phi = lambda z: -0.5 * z.square() - 0.5 * math.log(2 * math.pi)  # noqa: E731
-        diff = torch.exp(log_phi(self._alpha) - self._log_mass) - torch.exp(
-            log_phi(self._beta) - self._log_mass
-        )
-        return self.loc + self.scale * diff
+        """``loc + scale (phi(alpha) - phi(beta)) / Z``, ``Z = Phi(beta) - Phi(alpha)``, in float64
+        and clamped into ``[low, high]`` (far in a tail the two terms nearly cancel)."""
+        pa, pb = self._phi_ratios()
+        mean = (self.loc.double() + self.scale.double() * (pa - pb)).to(self.loc.dtype)
+        return torch.minimum(torch.maximum(mean, self.low), self.high)
 
     @property
     def variance(self) -> Tensor:
         """``scale^2 (1 + (alpha phi(alpha) - beta phi(beta)) / Z - ((phi(alpha) - phi(beta)) /
-        Z)^2)``, ``Z = Phi(beta) - Phi(alpha)``; clamped at 0 (cancellation far in a tail)."""
-        pa = torch.exp(-0.5 * self._alpha.square() - 0.5 * math.log(2 * math.pi) - self._log_mass)
-        pb = torch.exp(-0.5 * self._beta.square() - 0.5 * math.log(2 * math.pi) - self._log_mass)
-        # alpha * phi(alpha) is 0 for an infinite alpha (phi vanishes faster)
-        apa = torch.where(torch.isfinite(self._alpha), self._alpha * pa, 0.0)
-        bpb = torch.where(torch.isfinite(self._beta), self._beta * pb, 0.0)
-        return (self.scale.square() * (1 + apa - bpb - (pa - pb).square())).clamp_min(0)
+        Z)^2)`` in float64; for an interval narrow against ``scale`` (``beta - alpha < 1e-3``,
+        where that cancels) the uniform's ``(high - low)^2 / 12``. At most ``(high - low)^2 / 4``
+        and at least 0 (cancellation far in a tail)."""
+        pa, pb = self._phi_ratios()
+        a, b = self._alpha, self._beta
+        var = self.scale.double().square() * (1 + a * pa - b * pb - (pa - pb).square())
+        width2 = (self.high.double() - self.low.double()).square()
+        var = torch.where(b - a < 1e-3, width2 / 12, var)
+        return torch.minimum(var.clamp_min(0), width2 / 4).to(self.loc.dtype)
 
     @property
     def mode(self) -> Tensor:
