@@ -195,6 +195,31 @@ class _SquashedHead(nn.Module):
         self.register_buffer("low", torch.as_tensor(low if self.bounded else 0.0, dtype=dtype))
         self.register_buffer("high", torch.as_tensor(high if self.bounded else 0.0, dtype=dtype))
 
+    def _init_diagonal(
+        self,
+        owner: str,
+        obs_dim: int,
+        action_space: spaces.Box,
+        hidden_sizes: Sequence[int],
+        activation: str,
+        log_std_bounds: tuple,
+    ) -> None:
+        """The box, ``spec`` and MLP ``obs -> (mean [d], raw log-std [d])`` of a diagonal anchor."""
+        self.obs_dim = check_int(owner, "obs_dim", obs_dim)
+        self._init_box(owner, action_space, log_std_bounds)
+        # the constructor's arguments, so a checkpoint can rebuild the module (plain data only)
+        self.spec = {
+            "obs_dim": self.obs_dim,
+            "low": np.asarray(action_space.low, dtype=np.float64).tolist(),
+            "high": np.asarray(action_space.high, dtype=np.float64).tolist(),
+            "hidden_sizes": list(hidden_sizes),
+            "activation": activation,
+            "log_std_bounds": list(self.log_std_bounds),
+        }
+        d = self.action_dim
+        self.net = mlp(self.obs_dim, hidden_sizes, 2 * d, activation, owner=owner)
+        self._init_log_std_rows(torch.arange(d, 2 * d))
+
     def _init_log_std_rows(self, rows: Tensor) -> None:
         """Zero the weights of the output rows that give ``log sigma`` and set their bias so
         that ``sigma = 1`` (clamped into the range) for every state at initialisation: a random
@@ -262,21 +287,9 @@ class GaussianAnchor(_SquashedHead):
         log_std_bounds: tuple[float, float] = (-5.0, 2.0),
     ):
         super().__init__()
-        owner = "GaussianAnchor"
-        self.obs_dim = check_int(owner, "obs_dim", obs_dim)
-        self._init_box(owner, action_space, log_std_bounds)
-        # the constructor's arguments, so a checkpoint can rebuild the module (plain data only)
-        self.spec = {
-            "obs_dim": self.obs_dim,
-            "low": np.asarray(action_space.low, dtype=np.float64).tolist(),
-            "high": np.asarray(action_space.high, dtype=np.float64).tolist(),
-            "hidden_sizes": list(hidden_sizes),
-            "activation": activation,
-            "log_std_bounds": list(self.log_std_bounds),
-        }
-        d = self.action_dim
-        self.net = mlp(self.obs_dim, hidden_sizes, 2 * d, activation, owner=owner)
-        self._init_log_std_rows(torch.arange(d, 2 * d))
+        self._init_diagonal(
+            "GaussianAnchor", obs_dim, action_space, hidden_sizes, activation, log_std_bounds
+        )
 
     @classmethod
     def from_spec(cls, spec: dict) -> GaussianAnchor:
@@ -402,21 +415,9 @@ class TruncatedGaussianAnchor(_SquashedHead):
     ):
         super().__init__()
         owner = "TruncatedGaussianAnchor"
-        self.obs_dim = check_int(owner, "obs_dim", obs_dim)
-        self._init_box(owner, action_space, log_std_bounds)
+        self._init_diagonal(owner, obs_dim, action_space, hidden_sizes, activation, log_std_bounds)
         if not self.bounded:
             raise ValueError(f"{owner}: the Box must be bounded on every side to truncate to it")
-        self.spec = {
-            "obs_dim": self.obs_dim,
-            "low": np.asarray(action_space.low, dtype=np.float64).tolist(),
-            "high": np.asarray(action_space.high, dtype=np.float64).tolist(),
-            "hidden_sizes": list(hidden_sizes),
-            "activation": activation,
-            "log_std_bounds": list(self.log_std_bounds),
-        }
-        d = self.action_dim
-        self.net = mlp(self.obs_dim, hidden_sizes, 2 * d, activation, owner=owner)
-        self._init_log_std_rows(torch.arange(d, 2 * d))
 
     from_spec = classmethod(GaussianAnchor.from_spec.__func__)
 
