@@ -16,13 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Independent
+from torch.distributions import Categorical, constraints
 
-from ebrl.policies.distributions import (
-    SquashedDistribution,
-    TruncatedNormal,
-    categorical_log_probs,
-)
+from ebrl.policies.distributions import categorical_log_probs
 from ebrl.validation import (
     check_int,
     check_positive_float,
@@ -87,14 +83,17 @@ def _top1(anchor: nn.Module, obs: Tensor, actions: Tensor, chunk: int = 65536) -
 
 
 def _box_of(dist) -> tuple[Tensor, Tensor] | None:
-    """``(low, high)`` of a distribution on a box (squashed or truncated), else ``None``."""
-    if isinstance(dist, SquashedDistribution):
-        return dist.low, dist.high
-    base = getattr(dist, "base_dist", None)
-    if isinstance(dist, Independent) and isinstance(base, TruncatedNormal):
-        first = (0,) * (base.low.dim() - 1)  # the bounds are broadcast over the batch
-        return base.low[first], base.high[first]
-    return None
+    """``(low, high)`` ``[d]`` of a distribution whose support is a box (an interval per
+    coordinate: squashed or truncated anchors), else ``None``. The anchors' box is the same for
+    every state, so the first state's bounds stand for all."""
+    support = dist.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if not isinstance(support, constraints.interval):
+        return None
+    d = dist.event_shape[-1]
+    bounds = (support.lower_bound, support.upper_bound)
+    return tuple(torch.as_tensor(b).expand(*dist.batch_shape, d).reshape(-1, d)[0] for b in bounds)
 
 
 def fit_behaviour_cloning(
@@ -117,7 +116,7 @@ def fit_behaviour_cloning(
     after ``patience`` epochs without a lower held-out NLL, and the anchor is left with the
     weights of the best epoch.
 
-    For an anchor on a Box (a :class:`~ebrl.policies.SquashedDistribution`, or a
+    For an anchor whose support is a Box (a :class:`~ebrl.policies.SquashedDistribution`, a
     :class:`~ebrl.policies.TruncatedGaussianAnchor`'s truncated normal) the actions are first
     pulled ``boundary_margin`` (a fraction of each half-width) inside the box.
     Demonstrators clip their actions, so the bounds carry point masses, which no density can

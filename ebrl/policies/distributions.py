@@ -42,7 +42,6 @@ __all__ = [
     "SquashedDistribution",
     "TruncatedNormal",
     "categorical_log_probs",
-    "log_normal_mass",
     "masked_categorical",
 ]
 
