@@ -58,7 +58,7 @@ from ebrl.agents.buffer import ReplayBuffer, Transitions
 from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.episodes import replayable
 from ebrl.agents.evaluation import EnvLike, build_envs, evaluate_policy, make_env
-from ebrl.agents.updates import temperature_loss
+from ebrl.agents.updates import adam_step, temperature_loss
 from ebrl.logging import RunLogger
 from ebrl.policies import AnchoredPolicy
 from ebrl.validation import check_int
@@ -297,7 +297,7 @@ class OffPolicyAgent:
         # The loss is linear in log T: its gradient is -(regularizer - bound), set directly
         # rather than through an autograd graph for one scalar (the same number; tested).
         self.log_temperature.grad = (self.bound - regularizer.detach()).to(loss.dtype)
-        self.temperature_optimizer.step()
+        adam_step(self.temperature_optimizer)
         with torch.no_grad():
             lo, hi = self.config.temperature_bounds
             self.log_temperature.clamp_(math.log(lo), math.log(hi))

@@ -44,7 +44,7 @@ from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.core import OffPolicyAgent, compile_hot_path
 from ebrl.agents.critics import QEnsemble
 from ebrl.agents.evaluation import EnvLike
-from ebrl.agents.updates import frozen, polyak_update, temperature_loss
+from ebrl.agents.updates import adam_step, frozen, polyak_update, temperature_loss
 from ebrl.policies import AnchoredPolicy, GaussianAnchor, UniformAnchor
 from ebrl.policies.distributions import tanh_log_det
 from ebrl.samplers import (
@@ -610,14 +610,14 @@ class SAC(OffPolicyAgent):
             )
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.critic_optimizer.step()
+        adam_step(self.critic_optimizer)
 
         noise = self._normal(shape)
         with frozen(self.critic, self.anchor):  # outside any compiled graph
             loss, terms = self._actor_loss(self.nets, batch, temperature, noise)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.actor_optimizer.step()
+        adam_step(self.actor_optimizer)
         metrics.update(terms)
 
         reg = -terms["entropy"] if self.entropy_mode else terms["kl_to_anchor"]

@@ -43,7 +43,7 @@ from ebrl.agents.buffer import Transitions
 from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.core import OffPolicyAgent, compile_hot_path
 from ebrl.agents.evaluation import EnvLike
-from ebrl.agents.updates import polyak_update
+from ebrl.agents.updates import adam_step, polyak_update
 from ebrl.networks import mlp
 from ebrl.policies import AnchoredPolicy, UniformAnchor, categorical_log_probs
 
@@ -341,8 +341,7 @@ class SoftQ(OffPolicyAgent):
         )
         self.q_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.nets.q.parameters(), cfg.max_grad_norm, foreach=True)
-        self.q_optimizer.step()
+        adam_step(self.q_optimizer, cfg.max_grad_norm)
 
         reg = -metrics["entropy"] if self.entropy_mode else metrics["kl_to_anchor"]
         metrics.update(self.step_temperature(reg))

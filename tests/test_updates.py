@@ -1,0 +1,93 @@
+"""The shared update pieces: ``adam_step`` equals ``clip_grad_norm_`` then ``Adam.step``."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ebrl.agents.updates import adam_step
+from ebrl.networks import mlp
+
+
+def _pair(**adam):
+    torch.manual_seed(0)
+    net = mlp(3, (8, 8), 2)
+    twin = copy.deepcopy(net)
+    return (
+        (net, torch.optim.Adam(net.parameters(), 1e-2, **adam)),
+        (twin, torch.optim.Adam(twin.parameters(), 1e-2, **adam)),
+    )
+
+
+def _set_grads(net, step: int, scale: float) -> None:
+    gen = torch.Generator().manual_seed(step)
+    for p in net.parameters():
+        p.grad = scale * torch.randn(p.shape, generator=gen)
+
+
+def _same(a, b) -> None:
+    for p, q in zip(a[0].parameters(), b[0].parameters(), strict=True):
+        assert torch.equal(p, q)
+    for sa, sb in zip(a[1].state.values(), b[1].state.values(), strict=True):
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize("max_norm", [None, 1.0])
+def test_adam_step_equals_clip_then_step_bit_for_bit(max_norm):
+    """Over steps with gradients above and below the clip norm, a learning-rate change and a
+    state-dict round trip, the fast path gives the library's numbers exactly."""
+    ref, fast = _pair(fused=True)
+    for step in range(8):
+        scale = 10.0 if step % 2 else 0.01  # norms far above, then far below 1
+        if step == 4:
+            for opt in (ref[1], fast[1]):
+                opt.param_groups[0]["lr"] = 3e-3
+        if step == 6:  # resume: new state tensors under the same parameters
+            fast[1].load_state_dict(copy.deepcopy(fast[1].state_dict()))
+        for net in (ref[0], fast[0]):
+            _set_grads(net, step, scale)
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(ref[0].parameters(), max_norm, foreach=True)
+        ref[1].step()
+        adam_step(fast[1], max_norm)
+        _same(ref, fast)
+
+
+def test_adam_step_clips_to_the_norm():
+    (net, opt), _ = _pair(fused=True)
+    _set_grads(net, 0, 100.0)
+    opt.step()  # creates the state
+    _set_grads(net, 1, 100.0)
+    grads = [p.grad for p in net.parameters()]
+    adam_step(opt, 0.5)
+    total = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+    assert total == pytest.approx(0.5, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "adam", [{"fused": False}, {"foreach": True}, {"fused": True, "amsgrad": True}]
+)
+def test_adam_step_falls_back_to_step_for_other_optimisers(adam):
+    ref, fast = _pair(**adam)
+    for step in range(3):
+        for net in (ref[0], fast[0]):
+            _set_grads(net, step, 5.0)
+        torch.nn.utils.clip_grad_norm_(ref[0].parameters(), 1.0, foreach=True)
+        ref[1].step()
+        adam_step(fast[1], 1.0)
+        _same(ref, fast)
+
+
+def test_adam_step_runs_step_hooks():
+    """A step pre-hook (torchrun's gradient averaging is one) still runs: the hooked optimiser
+    steps through ``Adam.step``."""
+    (net, opt), _ = _pair(fused=True)
+    calls = []
+    opt.register_step_pre_hook(lambda *args: calls.append(1))
+    for step in range(3):
+        _set_grads(net, step, 1.0)
+        adam_step(opt, 1.0)
+    assert len(calls) == 3
