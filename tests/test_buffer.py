@@ -41,6 +41,25 @@ def test_continuous_actions_and_uniform_sampling():
     assert (counts - 2000).abs().max() < 5 * 42.5
 
 
+@pytest.mark.parametrize(("n_batches", "batch_size"), [(1, 7), (5, 3000), (130, 64)])
+def test_sample_batches_draws_what_sample_would(n_batches, batch_size):
+    """``sample_batches(n, b)`` gives the transitions of ``n`` calls of ``sample(b)`` from the
+    same generator, also across its gathers of at most 8192 rows (5 x 3000: 2 per gather;
+    130 x 64: 128, then 2)."""
+    buffer = ReplayBuffer(1000, 3, (), torch.int64)
+    fill(buffer, 0, 1000)
+    gen = torch.Generator().manual_seed(0)
+    expected = [buffer.sample(batch_size, gen) for _ in range(n_batches)]
+    gen.manual_seed(0)
+    got = list(buffer.sample_batches(n_batches, batch_size, gen))
+    assert len(got) == n_batches
+    for a, b in zip(got, expected, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="empty buffer"):
+        next(ReplayBuffer(2, 1).sample_batches(1, 4))
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="capacity must be an int >= 1"):
         ReplayBuffer(0, 3)

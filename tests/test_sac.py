@@ -7,12 +7,20 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch.distributions import Independent, Normal
 
 from ebrl.agents import SAC, SACConfig, polyak_update
 from ebrl.agents.buffer import Transitions
-from ebrl.agents.sac import actor_loss, critic_loss, temperature_loss
+from ebrl.agents.sac import (
+    actor_loss,
+    critic_loss,
+    squashed_log_prob,
+    squashed_sample,
+    temperature_loss,
+)
 from ebrl.envs import GOALS, MultiGoalEnv
-from ebrl.policies import GaussianAnchor
+from ebrl.policies import GaussianAnchor, SquashedDistribution
+from ebrl.policies.distributions import tanh_log_det
 from ebrl.samplers import MALA, Chain, ImportanceSampler, Langevin
 from ebrl.samplers.proposal import ProposalSampler
 
@@ -89,6 +97,32 @@ def test_each_loss_alone_puts_gradients_only_on_its_owner(value_target, anchored
     loss.backward()
     assert agent.log_temperature.grad is not None
     assert all(g is None for m in [agent.actor, agent.critic, *others] for g in grads(m))
+
+
+def test_fused_squashed_log_density_equals_the_distribution():
+    """``squashed_sample`` and ``squashed_log_prob`` (the update's and acting step's written-out
+    log-density) give :class:`SquashedDistribution`'s ``log_prob`` and its gradients, also where
+    ``tanh`` saturates (|u| up to 12) and for actions on the box's bounds."""
+    gen = torch.Generator().manual_seed(0)
+    mean = (6 * torch.randn(64, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    log_std = (0.5 * torch.randn(64, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    noise = torch.randn(5, 64, 3, generator=gen, dtype=torch.float64)
+    dist = SquashedDistribution(
+        Independent(Normal(mean, log_std.exp()), 1), torch.tensor(-1.0), torch.tensor(1.0)
+    )
+    actions, log_q = squashed_sample(mean, log_std, noise)
+    u = mean + log_std.exp() * noise
+    expected = Independent(Normal(mean, log_std.exp()), 1).log_prob(u) - tanh_log_det(u).sum(-1)
+    torch.testing.assert_close(actions, torch.tanh(u))
+    torch.testing.assert_close(log_q, expected, rtol=1e-10, atol=1e-9)
+    grads = torch.autograd.grad(log_q.sum(), (mean, log_std))
+    for g, e in zip(grads, torch.autograd.grad(expected.sum(), (mean, log_std)), strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-8)
+    inside = torch.tanh(torch.randn(5, 64, 3, generator=gen, dtype=torch.float64))
+    inside[0, :4] = torch.tensor([-1.0, 1.0, 1.0])  # on the bounds: clamped inside by one ulp
+    torch.testing.assert_close(
+        squashed_log_prob(mean, log_std, inside), dist.log_prob(inside), rtol=1e-9, atol=1e-8
+    )
 
 
 def test_polyak_update():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -135,6 +135,28 @@ class ReplayBuffer:
         index = torch.randint(0, self.size, (batch_size,), generator=generator, device=self.device)
         return Transitions(*(store[index] for store in self._stores()))
 
+    def sample_batches(
+        self, n_batches: int, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[Transitions]:
+        """``n_batches`` uniform samples of ``batch_size`` (with replacement), as
+        ``n_batches`` calls of :meth:`sample` would draw them (the same indices from the same
+        generator, on the CPU), gathered a few thousand rows at a time: one gather per array
+        instead of one per batch (an agent's ``gradient_steps`` batches between two collection
+        steps; on a CPU this costs ~12 us per batch against ~50 us for :meth:`sample` in a
+        training loop). The buffer must not change while they are used."""
+        if self.size == 0:
+            raise ValueError("ReplayBuffer: cannot sample from an empty buffer")
+        index = torch.randint(
+            0, self.size, (n_batches, batch_size), generator=generator, device=self.device
+        )
+        stores = self._stores()
+        per_gather = max(1, _ROWS_PER_GATHER // batch_size)
+        for start in range(0, n_batches, per_gather):
+            rows = index[start : start + per_gather]
+            gathered = [store[rows] for store in stores]  # [k, batch, ...] each
+            for i in range(rows.shape[0]):
+                yield Transitions(*(g[i] for g in gathered))
+
     def state_dict(self) -> dict:
         """The filled part, in the stored dtypes, on the CPU (a checkpoint of a buffer of 1M
         slots holding 4k transitions holds 4k)."""
@@ -177,6 +199,9 @@ class ReplayBuffer:
 
 
 _NAMES = ("obs", "actions", "rewards", "next_obs", "terminated")
+# rows gathered at once by sample_batches (128 CartPole batches of 64; 32 MuJoCo batches of 256):
+# a few MB at most for large observations
+_ROWS_PER_GATHER = 8192
 
 
 def _physical_memory() -> int | None:

@@ -403,10 +403,11 @@ class OffPolicyAgent:
                         self.num_timesteps >= cfg.learning_starts
                         and (self.num_timesteps // per_collect) % cfg.train_freq == 0
                     ):
-                        for _ in range(cfg.gradient_steps):
-                            stats.add(
-                                self.update(self.buffer.sample(cfg.batch_size, self.generator))
-                            )
+                        batches = self.buffer.sample_batches(
+                            cfg.gradient_steps, cfg.batch_size, self.generator
+                        )
+                        for batch in batches:
+                            stats.add(self.update(batch))
 
                     if (
                         self.num_timesteps - last_log >= cfg.log_interval

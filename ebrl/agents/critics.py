@@ -60,7 +60,7 @@ class QEnsemble(nn.Module):
         )
 
     def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
-        batch = torch.broadcast_shapes(obs.shape[:-1], actions.shape[:-1])
+        batch = _broadcast(obs.shape[:-1], actions.shape[:-1])
         x = torch.cat(
             [obs.expand(*batch, obs.shape[-1]), actions.expand(*batch, actions.shape[-1])], -1
         )
@@ -71,3 +71,13 @@ class QEnsemble(nn.Module):
         for layer in hidden:
             x = torch.relu(torch.baddbmm(layer.bias, x, layer.weight))
         return torch.baddbmm(last.bias, x, last.weight).reshape(self.n_critics, *batch)
+
+
+def _broadcast(a: torch.Size, b: torch.Size) -> torch.Size:
+    """``torch.broadcast_shapes(a, b)``, without its ~9 us per call where one shape ends with
+    the other (states ``[B]`` against particles ``[n, B]``: every call an agent makes)."""
+    if b[len(b) - len(a) :] == a:
+        return b
+    if a[len(a) - len(b) :] == b:
+        return a
+    return torch.broadcast_shapes(a, b)

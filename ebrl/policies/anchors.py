@@ -235,8 +235,10 @@ class _SquashedHead(nn.Module):
 
     def _log_std(self, raw: Tensor) -> Tensor:
         # a smooth clamp (tanh rescaled into [lo, hi]): gradients never vanish at the limits
+        # (lo + half) + half tanh(raw) = lo + half (tanh(raw) + 1): 3 ops instead of 4
         lo, hi = self.log_std_bounds
-        return lo + 0.5 * (hi - lo) * (torch.tanh(raw) + 1)
+        half = 0.5 * (hi - lo)
+        return torch.tanh(raw).mul(half).add_(lo + half)
 
     def _squash(self, base: Distribution) -> Distribution:
         if not self.bounded:
@@ -313,9 +315,14 @@ class GaussianAnchor(_SquashedHead):
         """``(mu, sigma)`` of the pre-squash Gaussian, ``[B, d]`` each, for ``obs[B, obs_dim]``:
         :meth:`forward` without building a distribution (for hot paths such as
         :class:`~ebrl.SAC`'s update and acting step)."""
+        mean, log_std = self.mean_log_std(obs)
+        return mean, log_std.exp()
+
+    def mean_log_std(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mu, log sigma)``: :meth:`gaussian` with the log scale (for log-densities)."""
         obs = check_obs("GaussianAnchor", obs, self.obs_dim, self.net[0].weight)
         mean, raw = self.net(obs).chunk(2, dim=-1)
-        return mean, self._log_std(raw).exp()
+        return mean, self._log_std(raw)
 
 
 class GaussianMixtureAnchor(_SquashedHead):
