@@ -340,7 +340,7 @@ def importance_step(
     obs: Tensor,
     temperature: Tensor,
     normal: Tensor,
-    uniform: Tensor,
+    anchor_draws: Tensor,
     pick: Tensor,
     anchor_mix: float,
     pick_threshold: float,
@@ -350,24 +350,26 @@ def importance_step(
     :class:`~ebrl.samplers.ImportanceSampler` on the policy's energy with the proposal
     ``(1 - anchor_mix) actor + anchor_mix uniform`` and the same generator draws.
 
-    ``normal[n, B, d]`` drives the actor's draws, ``uniform[n, B, d]`` the anchor's and
-    ``pick[n, B]`` the mixture's choice (anchor where ``pick >= pick_threshold``, the mixture's
-    cumulative weight of the actor); the last two are unused when ``anchor_mix`` is 0. Every
-    particle is inside the box, so none is masked.
+    ``normal[n, B, d]`` drives the actor's draws, ``anchor_draws[n, B, d]`` are the uniform
+    anchor's (in ``[-1, 1]``) and ``pick[n, B, 1]`` the mixture's choice (anchor where
+    ``pick >= pick_threshold``, the mixture's cumulative weight of the actor); the last two are
+    unused when ``anchor_mix`` is 0. Every particle is inside the box, so none is masked.
     """
     mean, log_std = nets.actor.mean_log_std(obs)
     particles = torch.tanh(mean + log_std.exp() * normal)  # Normal.rsample's arithmetic
-    log_anchor = -normal.shape[-1] * math.log(2.0)  # the uniform density on [-1, 1]^d
     if anchor_mix > 0:
-        particles = torch.where((pick >= pick_threshold).unsqueeze(-1), 2 * uniform - 1, particles)
+        particles = torch.where(pick >= pick_threshold, anchor_draws, particles)
     log_q = squashed_log_prob(mean, log_std, particles)
-    if anchor_mix > 0:  # log((1 - m) q_actor + m anchor)
+    # log(q / anchor), the anchor's log-density -d log 2 folded into the constants
+    log_anchor = -normal.shape[-1] * math.log(2.0)
+    if anchor_mix > 0:  # log((1 - m) q_actor + m anchor) - log anchor
         log_actor_weight = math.log(1 - anchor_mix) if anchor_mix < 1 else -math.inf
-        log_q = torch.logaddexp(
-            log_q + log_actor_weight, torch.full_like(log_q, log_anchor + math.log(anchor_mix))
+        log_ratio = torch.logaddexp(
+            log_q + (log_actor_weight - log_anchor), torch.full_like(log_q, math.log(anchor_mix))
         )
-    q = nets.utility(obs, particles)
-    return particles, log_anchor + q / temperature - log_q
+    else:
+        log_ratio = log_q - log_anchor
+    return particles, nets.utility(obs, particles) / temperature - log_ratio
 
 
 # ----------------------------------------------------------------------------- the agent
@@ -559,18 +561,19 @@ class SAC(OffPolicyAgent):
         order (actor, anchor, mixture choice, resampling), so the same actions."""
         n, batch, mix = sampler.n_particles, obs.shape[0], self.config.anchor_mix
         normal = self._normal((n, batch, self.act_dim))
-        uniform, pick = normal, normal[..., 0]  # unused placeholders without anchor draws
-        if mix > 0:
-            uniform = torch.rand(
+        anchor_draws, pick = normal, normal  # unused placeholders without anchor draws
+        if mix > 0:  # Uniform(-1, 1).sample's arithmetic, and the mixture's choice
+            anchor_draws = torch.rand(
                 (n, batch, self.act_dim), generator=self.generator, device=self.device
             )
-            pick = torch.rand((n, batch), generator=self.generator, device=self.device)
+            anchor_draws = anchor_draws.mul_(2.0).sub_(1.0)
+            pick = torch.rand((n, batch, 1), generator=self.generator, device=self.device)
         particles, log_weights = self._importance_step(
             self.nets,
             obs,
             self._policy_temperature,
             normal,
-            uniform,
+            anchor_draws,
             pick,
             mix,
             self._pick_threshold,
@@ -590,7 +593,7 @@ class SAC(OffPolicyAgent):
                 "(NaN or infinite Q-values, observations or actor outputs?)"
             )
         index = torch.multinomial(probs.T, 1, replacement=True, generator=self.generator)
-        actions = particles[index[:, 0], torch.arange(batch, device=obs.device)]
+        actions = particles.gather(0, index.view(1, batch, 1).expand(1, batch, self.act_dim))[0]
         # Kish's ESS from the normalised weights: 1 / sum p^2
         return actions, {"ess": probs.square().sum(0).reciprocal(), "log_normalizer": log_z}
 

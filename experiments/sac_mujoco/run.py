@@ -431,12 +431,12 @@ def probe_acting_spread(run: dict, runs_dir: Path, repeats: int = 64) -> dict | 
         uniform_taken = []
         for _ in range(16):
             shape = (n, obs_t.shape[0], agent.act_dim)
-            pick = torch.rand(shape[:2])
+            pick = torch.rand(*shape[:2], 1)
             _, log_w = importance_step(
-                agent.nets, obs_t, agent.temperature, torch.randn(shape), torch.rand(shape),
-                pick, mix, agent._pick_threshold,
+                agent.nets, obs_t, agent.temperature, torch.randn(shape),
+                2 * torch.rand(shape) - 1, pick, mix, agent._pick_threshold,
             )  # fmt: skip
-            from_uniform = (pick >= agent._pick_threshold) if mix > 0 else torch.zeros_like(pick)
+            from_uniform = (pick[..., 0] >= agent._pick_threshold) if mix > 0 else 0 * pick[..., 0]
             uniform_taken.append((torch.softmax(log_w, 0) * from_uniform).sum(0).mean())
     return {
         "sd_taken": float(taken.std(0).mean()),
