@@ -215,7 +215,7 @@ def critic_loss(
             next_a, log_q = squashed_sample(
                 mean, log_std, _noise(noise, mean.shape, mean, generator)
             )
-            reg = log_q - nets.log_anchor(batch.next_obs, next_a)
+            reg = _log_ratio(nets, batch.next_obs, next_a, log_q)
             value = nets.critic_target(batch.next_obs, next_a).amin(0) - temperature * reg
         else:
 
@@ -260,11 +260,17 @@ def _actor_loss(
     graph: ``requires_grad`` cannot change inside one) and the noise drawn."""
     mean, log_std = nets.actor.mean_log_std(batch.obs)
     actions, log_q = squashed_sample(mean, log_std, noise)
-    reg = log_q - nets.log_anchor(batch.obs, actions)
+    reg = _log_ratio(nets, batch.obs, actions, log_q)
     loss = (temperature * reg - nets.utility(batch.obs, actions)).mean()
     if nets.entropy_mode:
         return loss, {"actor_loss": loss, "entropy": -reg.detach().mean()}
     return loss, {"actor_loss": loss, "kl_to_anchor": reg.detach().mean()}
+
+
+def _log_ratio(nets: SACNetworks, obs: Tensor, actions: Tensor, log_q: Tensor) -> Tensor:
+    """``log q(a|s) - log anchor(a|s)``: ``log q`` itself with the uniform anchor (whose base
+    measure's log-density is 0 on the box), without subtracting a tensor of zeros."""
+    return log_q if nets.entropy_mode else log_q - nets.log_anchor(obs, actions)
 
 
 def _noise(
