@@ -70,7 +70,11 @@ class QEnsemble(nn.Module):
         *hidden, last = self.layers
         for layer in hidden:
             x = torch.relu(torch.baddbmm(layer.bias, x, layer.weight))
-        return torch.baddbmm(last.bias, x, last.weight).reshape(self.n_critics, *batch)
+        # The last layer (one output per critic) as a dot product: as a batched matrix product
+        # with one output column it runs ~5x slower on a CPU (MKL's batched GEMM; 144 against
+        # 28 us at batch 256), three times per SAC update and once per acting step.
+        q = torch.linalg.vecdot(x, last.weight.transpose(1, 2)) + last.bias[..., 0]
+        return q.reshape(self.n_critics, *batch)
 
 
 def _broadcast(a: torch.Size, b: torch.Size) -> torch.Size:
