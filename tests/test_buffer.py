@@ -41,13 +41,16 @@ def test_continuous_actions_and_uniform_sampling():
     assert (counts - 2000).abs().max() < 5 * 42.5
 
 
-@pytest.mark.parametrize(("n_batches", "batch_size"), [(1, 7), (5, 3000), (130, 64)])
-def test_sample_batches_draws_what_sample_would(n_batches, batch_size):
+@pytest.mark.parametrize(
+    ("obs_dim", "n_batches", "batch_size"),
+    [(3, 1, 7), (3, 130, 64), (1000, 5, 200), (1000, 3, 300)],
+)
+def test_sample_batches_draws_what_sample_would(obs_dim, n_batches, batch_size):
     """``sample_batches(n, b)`` gives the transitions of ``n`` calls of ``sample(b)`` from the
-    same generator, also across its gathers of at most 8192 rows (5 x 3000: 2 per gather;
-    130 x 64: 128, then 2)."""
-    buffer = ReplayBuffer(1000, 3, (), torch.int64)
-    fill(buffer, 0, 1000)
+    same generator, also across its gathers of at most 4 MB (1000-dim observations, 8 kB a
+    row: 2 batches of 200 per gather, then 1 batch of 300 per gather)."""
+    buffer = ReplayBuffer(1000, obs_dim, (), torch.int64)
+    fill(buffer, 0, 1000, obs_dim)
     gen = torch.Generator().manual_seed(0)
     expected = [buffer.sample(batch_size, gen) for _ in range(n_batches)]
     gen.manual_seed(0)

@@ -118,6 +118,12 @@ def test_fused_squashed_log_density_equals_the_distribution():
     grads = torch.autograd.grad(log_q.sum(), (mean, log_std))
     for g, e in zip(grads, torch.autograd.grad(expected.sum(), (mean, log_std)), strict=True):
         torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-8)
+    # inputs that broadcast: one noise draw and one scale for all 3 coordinates
+    one_scale, one_noise = log_std[:, :1], noise[..., :1]
+    _, log_q = squashed_sample(mean, one_scale, one_noise)
+    u = mean + one_scale.exp() * one_noise
+    base = Independent(Normal(mean, one_scale.exp().expand_as(mean)), 1)
+    torch.testing.assert_close(log_q, base.log_prob(u) - tanh_log_det(u).sum(-1))
     inside = torch.tanh(torch.randn(5, 64, 3, generator=gen, dtype=torch.float64))
     inside[0, :4] = torch.tensor([-1.0, 1.0, 1.0])  # on the bounds: clamped inside by one ulp
     torch.testing.assert_close(

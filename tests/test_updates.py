@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from ebrl.agents import updates
 from ebrl.agents.updates import adam_step
 from ebrl.networks import mlp
 
@@ -24,7 +25,7 @@ def _pair(**adam):
 def _set_grads(net, step: int, scale: float) -> None:
     gen = torch.Generator().manual_seed(step)
     for p in net.parameters():
-        p.grad = scale * torch.randn(p.shape, generator=gen)
+        p.grad = scale * torch.randn(p.shape, generator=gen, dtype=p.dtype)
 
 
 def _same(a, b) -> None:
@@ -35,16 +36,29 @@ def _same(a, b) -> None:
             assert torch.equal(sa[key], sb[key]), key
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("max_norm", [None, 1.0])
-def test_adam_step_equals_clip_then_step_bit_for_bit(max_norm):
-    """Over steps with gradients above and below the clip norm, a learning-rate change and a
-    state-dict round trip, the fast path gives the library's numbers exactly."""
+def test_adam_step_equals_clip_then_step_bit_for_bit(max_norm, dtype, monkeypatch):
+    """Over steps with gradients above and below the clip norm, changes of every
+    hyperparameter (lr, betas, eps, weight decay) and a state-dict round trip, the fast path
+    gives the library's numbers exactly; and it is the path taken after the first step."""
+    taken = []
+    group_of = updates._fused_adam_group
+    monkeypatch.setattr(
+        updates, "_fused_adam_group", lambda opt: taken.append(group_of(opt)) or taken[-1]
+    )
     ref, fast = _pair(fused=True)
+    for net, _ in (ref, fast):
+        net.to(dtype)
     for step in range(8):
         scale = 10.0 if step % 2 else 0.01  # norms far above, then far below 1
-        if step == 4:
-            for opt in (ref[1], fast[1]):
-                opt.param_groups[0]["lr"] = 3e-3
+        changes = {
+            3: {"lr": 3e-3},
+            4: {"betas": (0.5, 0.9), "eps": 1e-3},
+            5: {"weight_decay": 0.1},
+        }
+        for opt in (ref[1], fast[1]):
+            opt.param_groups[0].update(changes.get(step, {}))
         if step == 6:  # resume: new state tensors under the same parameters
             fast[1].load_state_dict(copy.deepcopy(fast[1].state_dict()))
         for net in (ref[0], fast[0]):
@@ -54,6 +68,7 @@ def test_adam_step_equals_clip_then_step_bit_for_bit(max_norm):
         ref[1].step()
         adam_step(fast[1], max_norm)
         _same(ref, fast)
+    assert taken[0] is None and all(t is not None for t in taken[1:])  # the first step: state
 
 
 def test_adam_step_clips_to_the_norm():

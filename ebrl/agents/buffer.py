@@ -140,17 +140,21 @@ class ReplayBuffer:
     ) -> Iterator[Transitions]:
         """``n_batches`` uniform samples of ``batch_size`` (with replacement), as
         ``n_batches`` calls of :meth:`sample` would draw them (the same indices from the same
-        generator, on the CPU), gathered a few thousand rows at a time: one gather per array
-        instead of one per batch (an agent's ``gradient_steps`` batches between two collection
-        steps; on a CPU this costs ~12 us per batch against ~50 us for :meth:`sample` in a
-        training loop). The buffer must not change while they are used."""
+        generator, on the CPU), gathered up to 4 MB at a time: one gather per array for many
+        batches instead of one per batch (an agent's ``gradient_steps`` batches between two
+        collection steps; on a CPU this costs ~12 us per batch against ~50 us for
+        :meth:`sample` in a training loop). All the indices are drawn first, so an update that
+        draws from the same generator between batches sees a different stream than with
+        :meth:`sample` calls (still deterministic). The buffer must not change while they are
+        used."""
         if self.size == 0:
             raise ValueError("ReplayBuffer: cannot sample from an empty buffer")
         index = torch.randint(
             0, self.size, (n_batches, batch_size), generator=generator, device=self.device
         )
         stores = self._stores()
-        per_gather = max(1, _ROWS_PER_GATHER // batch_size)
+        row_bytes = self.nbytes // self.capacity
+        per_gather = max(1, _BYTES_PER_GATHER // (row_bytes * batch_size))
         for start in range(0, n_batches, per_gather):
             rows = index[start : start + per_gather]
             gathered = [store[rows] for store in stores]  # [k, batch, ...] each
@@ -199,9 +203,9 @@ class ReplayBuffer:
 
 
 _NAMES = ("obs", "actions", "rewards", "next_obs", "terminated")
-# rows gathered at once by sample_batches (128 CartPole batches of 64; 32 MuJoCo batches of 256):
-# a few MB at most for large observations
-_ROWS_PER_GATHER = 8192
+# bytes gathered at once by sample_batches: 128 CartPole batches of 64, 6 HalfCheetah batches of
+# 256, one batch at a time for image-sized observations
+_BYTES_PER_GATHER = 4 * 2**20
 
 
 def _physical_memory() -> int | None:

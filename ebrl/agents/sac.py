@@ -319,9 +319,12 @@ def _log_prob_of_preimage(u: Tensor, z: Tensor, log_std: Tensor) -> Tensor:
     gathered as ``2 sum_d (t - z^2 / 4)`` less the constants: ``Normal.log_prob`` less
     ``tanh_log_det`` (tested) in 9 ops instead of 17, which the acting step and the actor's
     backward pay at every call."""
+    d = u.shape[-1]
+    if log_std.shape[-1] != d:  # one scale broadcast over the d coordinates
+        log_std = log_std.expand(*log_std.shape[:-1], d)
     t = u + torch.nn.functional.softplus(-2.0 * u)
     half = torch.addcmul(t, z, z, value=-0.25).sum(-1)
-    return 2.0 * half - log_std.sum(-1) - z.shape[-1] * (_LOG_SQRT_2PI + 2 * math.log(2.0))
+    return 2.0 * half - log_std.sum(-1) - d * (_LOG_SQRT_2PI + 2 * math.log(2.0))
 
 
 def _is_unit_box(bounds: object) -> bool:
