@@ -210,6 +210,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-training", action="store_true", help="parts 2 and 3 only")
+    parser.add_argument(
+        "--eager-only", action="store_true", help="train without the compiled configurations"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -221,6 +224,7 @@ def main() -> None:
         runs = {
             name: (lambda s, p=plain, c=compiled: ebrl_run(args.steps, s, p, c, args.device))
             for name, (plain, compiled) in AGENTS.items()
+            if not (compiled and args.eager_only)
         }
         runs[SB3_NAME] = lambda s: sb3_run(args.steps, s, args.device)
         speeds = {k: [] for k in runs}
@@ -243,7 +247,8 @@ def main() -> None:
         f"# SAC speed on {ENV}",
         "",
         f"Command: `python scripts/bench_sac.py --steps {args.steps} --repeats {args.repeats} "
-        f"--threads {args.threads} --device {args.device}`. Machine: {machine}.",
+        f"--threads {args.threads} --device {args.device}"
+        f"{' --eager-only' if args.eager_only else ''}`. Machine: {machine}.",
         "",
     ]
     if speeds:
@@ -251,13 +256,16 @@ def main() -> None:
         lines += [
             f"## Training: env steps/s of `learn({args.steps})`, compile time included",
             "",
-            "| agent | env steps/s (median) | runs | vs SB3 |",
-            "|---|---|---|---|",
+            "| agent | env steps/s (median) | runs | vs SB3 | vs SB3, per repeat |",
+            "|---|---|---|---|---|",
         ]
         for name, values in speeds.items():
             med = statistics.median(values)
             runs_text = ", ".join(f"{v:.0f}" for v in values)
-            lines.append(f"| {name} | {med:.1f} | {runs_text} | {med / sb3:.2f}x |")
+            paired = ", ".join(
+                f"{v / b:.2f}x" for v, b in zip(values, speeds[SB3_NAME], strict=True)
+            )
+            lines.append(f"| {name} | {med:.1f} | {runs_text} | {med / sb3:.2f}x | {paired} |")
         lines.append("")
     lines += [
         "## Per call, against the matrix-multiply floor (the same matmuls alone)",
