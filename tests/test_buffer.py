@@ -59,8 +59,12 @@ def test_sample_batches_draws_what_sample_would(obs_dim, n_batches, batch_size):
     for a, b in zip(got, expected, strict=True):
         for x, y in zip(a, b, strict=True):
             assert torch.equal(x, y)
-    with pytest.raises(ValueError, match="empty buffer"):
-        next(ReplayBuffer(2, 1).sample_batches(1, 4))
+    with pytest.raises(ValueError, match="empty buffer"):  # raised by the call itself
+        ReplayBuffer(2, 1).sample_batches(1, 4)
+    with pytest.raises(ValueError, match="n_batches must be an int >= 1"):
+        buffer.sample_batches(0, 4)
+    with pytest.raises(TypeError, match="batch_size must be an int >= 1"):
+        buffer.sample_batches(2, 4.0)
 
 
 def test_bad_input():

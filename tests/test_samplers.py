@@ -27,6 +27,7 @@ from ebrl.samplers import (
     mala_step,
     sample_chain,
 )
+from ebrl.samplers.importance import log_normalizer, normalized_weights
 from ebrl.samplers.mcmc import gaussian_noise, invalid_energy, mh_log_uniform
 from tests.helpers import assert_moments
 
@@ -435,3 +436,17 @@ def test_sample_energy_draws_a_box_restricted_gaussian():
         sample_energy(lambda x: x.sum(-1), 10, (-1.0, 1.0))
     with pytest.raises(ValueError, match="low < high"):
         sample_energy(lambda x: x.sum(-1), 10, (1.0, -1.0), dim=2)
+
+
+def test_normalized_weights_equal_softmax_and_log_normalizer():
+    """One exp gives ``softmax`` and ``log_normalizer`` together, also for weights of very
+    different scales and for an element whose weights are all zero (log Z = -inf)."""
+    gen = torch.Generator().manual_seed(0)
+    log_w = torch.randn(16, 5, generator=gen, dtype=torch.float64) * torch.tensor(
+        [1.0, 10.0, 100.0, 1000.0, 1.0], dtype=torch.float64
+    )
+    log_w[:, 4] = -math.inf
+    probs, log_z = normalized_weights(log_w)
+    torch.testing.assert_close(probs[:, :4], torch.softmax(log_w[:, :4], 0))
+    torch.testing.assert_close(log_z, log_normalizer(log_w))
+    assert log_z[4] == -math.inf

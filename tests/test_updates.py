@@ -106,3 +106,14 @@ def test_adam_step_runs_step_hooks():
         _set_grads(net, step, 1.0)
         adam_step(opt, 1.0)
     assert len(calls) == 3
+
+
+def test_adam_step_rejects_bad_input():
+    (net, opt), _ = _pair(fused=True)
+    with pytest.raises(TypeError, match=r"optimizer must be a torch\.optim\.Optimizer"):
+        adam_step(net)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="max_grad_norm must be finite and > 0"):
+            adam_step(opt, bad)
+    with pytest.raises(TypeError, match="max_grad_norm must be a float"):
+        adam_step(opt, "1.0")

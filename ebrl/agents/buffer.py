@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ebrl.validation import check_int
+
 __all__ = ["ReplayBuffer", "Transitions"]
 
 
@@ -147,11 +149,19 @@ class ReplayBuffer:
         draws from the same generator between batches sees a different stream than with
         :meth:`sample` calls (still deterministic). The buffer must not change while they are
         used."""
+        n_batches = check_int("ReplayBuffer.sample_batches", "n_batches", n_batches)
+        batch_size = check_int("ReplayBuffer.sample_batches", "batch_size", batch_size)
         if self.size == 0:
             raise ValueError("ReplayBuffer: cannot sample from an empty buffer")
         index = torch.randint(
             0, self.size, (n_batches, batch_size), generator=generator, device=self.device
         )
+        return self._gather(index)  # checked and drawn now; gathered as the batches are used
+
+    def _gather(self, index: Tensor) -> Iterator[Transitions]:
+        """The transitions of ``index[n, batch]``, one batch at a time, gathered up to
+        ``_BYTES_PER_GATHER`` at once."""
+        n_batches, batch_size = index.shape
         stores = self._stores()
         row_bytes = self.nbytes // self.capacity
         per_gather = max(1, _BYTES_PER_GATHER // (row_bytes * batch_size))

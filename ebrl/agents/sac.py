@@ -54,6 +54,7 @@ from ebrl.samplers import (
     draw,
     log_normalizer,
 )
+from ebrl.samplers.importance import normalized_weights
 from ebrl.samplers.proposal import ProposalSampler
 
 __all__ = ["SAC", "SACConfig", "SACNetworks", "actor_loss", "critic_loss", "temperature_loss"]
@@ -587,13 +588,7 @@ class SAC(OffPolicyAgent):
             mix,
             self._pick_threshold,
         )
-        # the normalised weights and log Z (log_normalizer) from one exp: torch.logsumexp and
-        # torch.softmax separately cost ~10 us more on a CPU, a fortieth of the whole step
-        top = log_weights.amax(0)
-        weights = torch.exp(log_weights - top)
-        total = weights.sum(0)
-        probs = weights / total  # [n, B]
-        log_z = total.log() + top - math.log(n)
+        probs, log_z = normalized_weights(log_weights)  # [n, B], [B]
         # one host sync: the sum is finite iff every log Z is (NaN or infinite weights, or
         # none above zero, make some log Z NaN or infinite)
         if sampler.check and not math.isfinite(float(log_z.sum())):

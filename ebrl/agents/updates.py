@@ -11,6 +11,8 @@ import torch
 import torch.optim.optimizer as _torch_optimizer
 from torch import Tensor, nn
 
+from ebrl.validation import check_positive_float
+
 __all__ = ["adam_step", "frozen", "polyak_update", "temperature_loss"]
 
 
@@ -32,6 +34,12 @@ def adam_step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None = No
     the first step) goes through ``optimizer.step()``. Tested equal, bit for bit, to
     ``clip_grad_norm_`` then ``step()``.
     """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"adam_step: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    if max_grad_norm is not None:
+        max_grad_norm = check_positive_float("adam_step", "max_grad_norm", max_grad_norm)
     fast = _fused_adam_group(optimizer)
     if fast is None:
         if max_grad_norm is not None:
