@@ -123,6 +123,16 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _bool_or_auto(text: str) -> bool | None:
+    """A ``bool | None`` field: true, false, or auto (None)."""
+    if text.lower() in ("auto", "none"):
+        return None
+    try:
+        return _bool(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected true, false or auto, got {text!r}") from None
+
+
 def _add_config_arguments(
     parser: argparse.ArgumentParser, classes: dict[str, type], env: str
 ) -> None:
@@ -151,11 +161,14 @@ def _add_config_arguments(
         none = all(v is None for v in values.values())
         help_text = doc if none and "default" in doc else f"{doc} ({shown})"
         group = groups["shared" if len(algos) == len(classes) else algos[0]]
+        annotation = str(classes[algos[0]].__dataclass_fields__[name].type)
         kind = type(default[0]) if isinstance(default, tuple) else type(default)
         kind = {bool: _bool, type(None): float}.get(kind, kind)
+        if annotation == "bool | None":
+            kind = _bool_or_auto
+            help_text = help_text.replace("default: None", "default: auto")
         nargs = None
         if isinstance(default, tuple):  # tuple[int, ...]: any length; tuple[float, float]: 2
-            annotation = str(classes[algos[0]].__dataclass_fields__[name].type)
             nargs = "+" if "..." in annotation else len(default)
         group.add_argument(
             "--" + name.replace("_", "-"),

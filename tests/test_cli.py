@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ebrl.agents import SACConfig, SoftQConfig
-from ebrl.cli import field_docs, main
+from ebrl.cli import _bool_or_auto, field_docs, main
 
 TINY = ["--hidden-sizes", "32", "32", "--batch-size", "32", "--learning-starts", "100"]
 
@@ -93,6 +93,7 @@ def test_anchored_training_reports_demonstrator_anchor_agent_and_kl(tmp_path, ca
         (["train", "--learnig-rate", "1e-3"], "did you mean --learning-rate?"),
         (["train", "--learning-rate", "abc"], "argument --learning-rate: invalid float"),
         (["train", "--temperature-bounds", "1"], "--temperature-bounds: expected 2 arguments"),
+        (["train", "--compile", "maybe"], "--compile: expected true, false or auto, got 'maybe'"),
     ],
 )
 def test_parse_errors_are_one_line_naming_the_flag(argv, message, capsys):
@@ -111,3 +112,12 @@ def test_help_shows_the_presets_of_the_env_given(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert f"sac {pendulum_lr}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_compile_flag_takes_true_false_or_auto(capsys):
+    assert [_bool_or_auto(t) for t in ("auto", "True", "false", "1")] == [None, True, False, True]
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--compile COMPILE torch.compile the acting step" in help_text
+    assert "compiling fails. (default: auto)" in help_text

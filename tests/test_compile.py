@@ -20,7 +20,8 @@ from torch._dynamo.utils import counters
 
 import ebrl.agents.core as core
 from ebrl.agents import SAC, SACConfig, SoftQ, SoftQConfig
-from ebrl.agents.sac import importance_step
+from ebrl.agents.sac import critic_loss, importance_step
+from ebrl.agents.softq import q_loss
 from ebrl.policies import AnchoredPolicy, CategoricalAnchor
 from ebrl.samplers import ImportanceSampler
 
@@ -132,10 +133,66 @@ def test_fused_acting_only_for_the_agents_own_unchanged_policy():
 
 def test_compile_flag_is_validated():
     assert SACConfig(compile=np.bool_(True)).compile is True
-    for bad in (1, "true", None):
-        with pytest.raises(TypeError, match="compile must be a bool"):
+    for bad in (1, "true", "auto"):
+        with pytest.raises(TypeError, match="compile must be a bool or None"):
             SACConfig(compile=bad)
     assert SoftQConfig.from_dict({"compile": True}).compile is True
+    assert SACConfig().compile is None and SoftQConfig.from_dict({"compile": None}).compile is None
+
+
+def test_automatic_compile_follows_the_device():
+    """``compile=None`` compiles SAC on CUDA only (where it was measured to pay) and SoftQ
+    nowhere; on a CPU both run the eager functions themselves."""
+    assert SAC.compile_pays_on == {"cuda"} and SoftQ.compile_pays_on == frozenset()
+    sac = SAC("Pendulum-v1", seed=0)
+    softq = SoftQ("CartPole-v1", seed=0)
+    assert not sac.compiled and not softq.compiled
+    assert sac._critic_loss is critic_loss and softq._q_loss is q_loss
+    assert SAC("Pendulum-v1", seed=0, config=SACConfig(compile=True)).compiled
+
+
+def _broken_backend(gm, example_inputs):
+    raise RuntimeError("no working compiler here")
+
+
+def test_automatic_compile_falls_back_to_eager_where_compiling_fails(monkeypatch):
+    """Where compiling is automatic and fails (here a backend that raises, as inductor does
+    without a C compiler or Triton), the agent warns once per hot path and trains exactly as
+    eager; ``compile=True`` raises instead."""
+    monkeypatch.setattr(core, "COMPILE_BACKEND", _broken_backend)
+    monkeypatch.setattr(SAC, "compile_pays_on", frozenset({"cpu"}))
+    torch._dynamo.reset()
+    config = {"learning_starts": 32, "batch_size": 16}
+    auto = SAC("Pendulum-v1", seed=3, config=SACConfig(**config))
+    eager = SAC("Pendulum-v1", seed=3, config=SACConfig(**config, compile=False))
+    assert auto.compiled
+    with pytest.warns(RuntimeWarning, match="no working compiler here") as caught:
+        auto.learn(64, progress_bar=False)
+    eager.learn(64, progress_bar=False)
+    assert len([w for w in caught if "torch.compile failed" in str(w.message)]) == 3
+    for name, module in eager.modules().items():
+        for p, q in zip(module.parameters(), auto.modules()[name].parameters(), strict=True):
+            assert torch.equal(p, q), name
+    explicit = SAC("Pendulum-v1", seed=3, config=SACConfig(**config, compile=True))
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="no working compiler"):
+        explicit.learn(64, progress_bar=False)
+    torch._dynamo.reset()
+
+
+def test_automatic_compile_runs_eagerly_where_torch_compile_refuses(monkeypatch):
+    """``torch.compile`` itself raising (as it does on a Python it does not support): the
+    automatic choice warns and keeps the eager functions; ``compile=True`` raises."""
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("torch.compile is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    monkeypatch.setattr(SoftQ, "compile_pays_on", frozenset({"cpu"}))
+    with pytest.warns(RuntimeWarning, match="RuntimeError: torch.compile is not supported"):
+        agent = SoftQ("CartPole-v1", seed=0)
+    assert agent.compiled and agent._q_loss is q_loss
+    with pytest.raises(RuntimeError, match="not supported on this Python"):
+        SoftQ("CartPole-v1", seed=0, config=SoftQConfig(compile=True))
 
 
 def test_fused_acting_refuses_nan_weights():

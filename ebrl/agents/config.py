@@ -41,9 +41,11 @@ class OffPolicyConfig:
     """KL-to-anchor target of the automatic temperature with an anchor (default per agent)."""
     log_interval: int = 1000
     """Env steps between TensorBoard writes."""
-    compile: bool = False
-    """torch.compile the acting step and the update's losses (CUDA graphs on CUDA). Off by
-    default: on a CPU it did not pay measurably in 10k-step runs (docs/performance.md)."""
+    compile: bool | None = None
+    """torch.compile the acting step and the update's losses (CUDA graphs on CUDA): True, False
+    or None (auto; `auto` on the command line): on where it was measured to pay in 10k-step
+    runs, compile time counted (SAC on CUDA), off elsewhere (docs/performance.md); auto falls
+    back to eager, with a warning, where compiling fails."""
 
     # (name, kind) for __post_init__: "int>=1", "int>=0", "float>0", "[0,1]"
     _checks: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -78,9 +80,10 @@ class OffPolicyConfig:
                 raise ValueError(f"{owner}: {name} must be finite and > 0, got {value!r}")
             elif kind == "[0,1]" and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{owner}: {name} must be in [0, 1], got {value!r}")
-        if not isinstance(self.compile, bool | np.bool_):
-            raise TypeError(f"{owner}: compile must be a bool, got {self.compile!r}")
-        object.__setattr__(self, "compile", bool(self.compile))
+        if self.compile is not None:
+            if not isinstance(self.compile, bool | np.bool_):
+                raise TypeError(f"{owner}: compile must be a bool or None, got {self.compile!r}")
+            object.__setattr__(self, "compile", bool(self.compile))
         for name in ("target_entropy", "target_kl"):
             value = getattr(self, name)
             if value is not None and (

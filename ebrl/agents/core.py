@@ -102,6 +102,9 @@ class OffPolicyAgent:
     config_class: ClassVar[type[OffPolicyConfig]] = OffPolicyConfig
     action_dtype: ClassVar[torch.dtype] = torch.float32
     registry: ClassVar[dict[str, type[OffPolicyAgent]]] = {}
+    # the device types where ``config.compile=None`` (auto) compiles: where compiling was
+    # measured to pay in 10k-step runs, compile time counted (docs/performance.md)
+    compile_pays_on: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -211,6 +214,21 @@ class OffPolicyAgent:
         self.logger: RunLogger | None = None  # the run's logger while learn() runs
         self.learn_wall_s = 0.0
         self._ranks_joined = False
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the hot paths are compiled: ``config.compile``, or with ``None`` (auto)
+        whether this agent's device type is one where compiling pays (``compile_pays_on``)."""
+        flag = self.config.compile
+        return self.device.type in self.compile_pays_on if flag is None else flag
+
+    def _hot_path(self, fn: Callable, *, fullgraph: bool) -> Callable:
+        """``fn`` itself, or compiled (:func:`compile_hot_path`) when :attr:`compiled`; the
+        automatic choice falls back to eager where compiling fails."""
+        if not self.compiled:
+            return fn
+        fallback = self.config.compile is None
+        return compile_hot_path(fn, self.device, fullgraph=fullgraph, fallback=fallback)
 
     # ------------------------------------------------------------------ what an agent brings
 
@@ -640,23 +658,68 @@ class OffPolicyAgent:
 COMPILE_BACKEND = "inductor"
 
 
-def compile_hot_path(fn: Callable, device: torch.device, *, fullgraph: bool) -> Callable:
+def compile_hot_path(
+    fn: Callable, device: torch.device, *, fullgraph: bool, fallback: bool = False
+) -> Callable:
     """``torch.compile(fn)`` for an agent's acting step or loss: static shapes (an agent's batch
     sizes are fixed, so one graph each), and on CUDA ``mode="reduce-overhead"`` (CUDA graphs:
     one launch per step instead of one per op). ``fullgraph`` for the acting steps, which are
-    pure tensor functions; the losses may break the graph (e.g. around a user anchor)."""
+    pure tensor functions; the losses may break the graph (e.g. around a user anchor).
+
+    ``fallback``: where compiling fails (no working compiler or Triton, a Python torch.compile
+    does not support), warn once and run ``fn`` eagerly from then on, instead of raising. The
+    agents' automatic ``compile=None`` uses it; ``compile=True`` raises.
+    """
     options: dict = {"dynamic": False, "fullgraph": fullgraph, "backend": COMPILE_BACKEND}
-    if not (device.type == "cuda" and COMPILE_BACKEND == "inductor"):
-        return torch.compile(fn, **options)
-    compiled = torch.compile(fn, mode="reduce-overhead", **options)
+    try:
+        if not (device.type == "cuda" and COMPILE_BACKEND == "inductor"):
+            compiled = torch.compile(fn, **options)
+        else:
+            graphs = torch.compile(fn, mode="reduce-overhead", **options)
 
-    def call(*args, **kwargs):
-        # A CUDA graph's outputs live in buffers its next replay overwrites, and the agents keep
-        # metrics until the next log write: hand out copies (a few small tensors per step).
-        out = compiled(*args, **kwargs)
-        return tree_map_only(Tensor, torch.clone, out)
+            def compiled(*args, **kwargs):
+                # A CUDA graph's outputs live in buffers its next replay overwrites, and the
+                # agents keep metrics until the next log write: hand out copies (a few small
+                # tensors per step).
+                return tree_map_only(Tensor, torch.clone, graphs(*args, **kwargs))
+    except RuntimeError as error:  # torch.compile itself refuses (e.g. an unsupported Python)
+        if not fallback:
+            raise
+        _warn_eager(fn, error)
+        return fn
+    return _EagerFallback(fn, compiled) if fallback else compiled
 
-    return call
+
+def _warn_eager(fn: Callable, error: Exception) -> None:
+    # a backend's failure wraps the real cause (e.g. TritonMissing); name that one
+    cause = getattr(error, "inner_exception", None) or error
+    text = str(cause).strip()
+    reason = f"{type(cause).__name__}: {text.splitlines()[0]}" if text else type(cause).__name__
+    warnings.warn(
+        f"torch.compile failed for {fn.__name__} ({reason}); running it eagerly. Pass "
+        "compile=False to skip compiling, or compile=True to see the error.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+class _EagerFallback:
+    """Calls ``compiled``; where a call fails to compile (a TorchDynamo error, raised before the
+    graph runs), warns and calls ``eager`` from then on. A ``try`` costs nothing in the hot path
+    until something raises."""
+
+    def __init__(self, eager: Callable, compiled: Callable):
+        self.eager, self.fn = eager, compiled
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return self.fn(*args, **kwargs)
+        except torch._dynamo.exc.TorchDynamoException as error:
+            if self.fn is self.eager:
+                raise
+            _warn_eager(self.eager, error)
+            self.fn = self.eager
+            return self.eager(*args, **kwargs)
 
 
 def _callbacks(callback, owner: str) -> list[Callback]:

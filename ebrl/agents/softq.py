@@ -41,7 +41,7 @@ from torch.distributions import Categorical
 
 from ebrl.agents.buffer import Transitions
 from ebrl.agents.config import OffPolicyConfig
-from ebrl.agents.core import OffPolicyAgent, compile_hot_path
+from ebrl.agents.core import OffPolicyAgent
 from ebrl.agents.evaluation import EnvLike
 from ebrl.agents.updates import adam_step, polyak_update
 from ebrl.networks import mlp
@@ -286,10 +286,8 @@ class SoftQ(OffPolicyAgent):
         # The hot paths: eager functions, or compiled ones (config.compile): the policy's
         # probabilities in one graph, the loss's forward (its backward and the optimiser step
         # stay eager).
-        self._policy_probs, self._q_loss = policy_probs, q_loss
-        if cfg.compile:
-            self._policy_probs = compile_hot_path(policy_probs, self.device, fullgraph=True)
-            self._q_loss = compile_hot_path(q_loss, self.device, fullgraph=False)
+        self._policy_probs = self._hot_path(policy_probs, fullgraph=True)
+        self._q_loss = self._hot_path(q_loss, fullgraph=False)
 
     @staticmethod
     def _check_action_space(space: gym.Space) -> gym.spaces.Discrete:
