@@ -469,13 +469,19 @@ def test_deterministic_predict_is_a_function_of_the_observation():
         assert (-energy(mode.unsqueeze(0)) >= -energy(start.unsqueeze(0))).all()
 
 
-def test_plain_deterministic_action_is_the_actor_mode():
-    agent = SAC("Pendulum-v1", seed=0, config=SACConfig.plain(**SMALL))
+@pytest.mark.parametrize("make", [SACConfig.plain, lambda **kw: SACConfig(mode_steps=0, **kw)])
+def test_deterministic_action_without_mode_steps_is_the_actor_mode(make):
+    """Plain SAC, and the energy policy with ``mode_steps=0`` (the MuJoCo presets' setting):
+    the deterministic action is the actor's mode, not a search from it."""
+    agent = SAC("Pendulum-v1", seed=0, config=make(**SMALL))
+    agent.learn(150, progress_bar=False)
     obs = torch.randn(5, 3)
     with torch.no_grad():
         expected = agent.actor(obs).median * 2.0  # Pendulum's box is [-2, 2]
     actions = agent.predict(obs.numpy(), deterministic=True)[0]
     np.testing.assert_allclose(actions, expected.numpy(), rtol=1e-6, atol=1e-6)
+    agent.policy.mode_steps = 10  # a search moves it (the untrained critic is not flat)
+    assert np.abs(agent.predict(obs.numpy(), deterministic=True)[0] - actions).max() > 1e-3
 
 
 def test_the_policy_reads_the_agents_temperature():

@@ -30,7 +30,12 @@ __all__ = ["PRESETS", "preset"]
 
 # sac.yml's shared MuJoCo values (&mujoco-defaults: HalfCheetah, Ant, Hopper, Walker2d,
 # Humanoid, Swimmer -v4): SB3's defaults, which are SACConfig's, with a 10k-step warm-up.
-_SAC_MUJOCO = {"learning_starts": 10_000}
+# And ebrl's own: deterministic actions are the actor's mode (mode_steps 0, as SAC's), not a
+# search on the critic from there. In ebrl's MuJoCo study (experiments/sac_mujoco/results.md,
+# 18 runs x 10 evaluations) the search scored below the actor's mode on HalfCheetah in 53 of 60
+# paired evaluations (by 315 on average), was level on Hopper, and drove half of HalfCheetah's
+# action coordinates to the box's bounds, where the critic extrapolates.
+_SAC_MUJOCO = {"learning_starts": 10_000, "mode_steps": 0}
 
 # dqn.yml LunarLander-v3 and Acrobot-v1 (the same values): target_update_interval 250 env
 # steps at one gradient step per env step (train_freq 4, gradient_steps -1 = 4) is 250

@@ -89,7 +89,7 @@ class SACConfig(OffPolicyConfig):
     """Initial MALA step size (adapted during 5 warm-up steps when mala_steps > 0)."""
     mode_steps: int = 10
     """Gradient-ascent steps on the policy density from the actor's mode for deterministic
-    actions (0: the actor's mode, as SAC)."""
+    actions (0: the actor's mode, as SAC; the MuJoCo presets' value)."""
     value_target: str = "samples"
     """Soft Bellman target from actor samples ("samples", as SAC) or from the importance
     estimate T log E_q[anchor exp(Q/T) / q] ("importance", as soft Q-learning)."""

@@ -6,8 +6,9 @@ SB3's SAC defaults otherwise: lr 3e-4, batch 256, buffer 1e6, 256-256 networks, 
 gamma 0.99, one gradient step per env step, automatic temperature):
 
 - ``energy``: ``SAC(env, config=SACConfig.for_env(env))``, the default energy policy (16
-  importance particles from the actor mixed 0.1 with the uniform anchor; deterministic actions
-  by 10 mode-search steps from the actor's mode);
+  importance particles from the actor mixed 0.1 with the uniform anchor; deterministic actions:
+  the preset's, 10 mode-search steps from the actor's mode until 2026-11-30, the actor's mode
+  itself since, ``mode_steps=0``; each evaluation also scores the other one);
 - ``plain``: the same preset in the plain-SAC configuration (``SACConfig.plain``);
 - ``sb3``: ``stable_baselines3.SAC`` with ``learning_starts=10000``.
 
@@ -17,6 +18,7 @@ Training speed excludes evaluation time. One process, one torch thread, one run:
 
     python experiments/sac_mujoco/run.py --agent energy --env Hopper-v5 --seed 0
     python experiments/sac_mujoco/run.py --report     # results.md and curves.png from runs/
+    python experiments/sac_mujoco/run.py --compare-deterministic runs/ ...  # actor's mode vs search
 
 ``queue.sh`` runs all 18 runs, two at a time. Each run writes ``runs/<agent>_<env>_s<seed>.json``
 (and, for ebrl, its TensorBoard events under ``runs/tb/``, read back into the JSON).
@@ -128,12 +130,15 @@ def run_ebrl(args, evaluator: Evaluator, tb_dir: Path) -> dict:
         )
 
     def diagnostics():
+        # the same networks with the other deterministic action: the actor's mode (plain SAC's)
+        # where the config searches, the 10-step mode search where it takes the actor's mode
+        # (the MuJoCo presets' mode_steps 0 since 2026-11-30); deterministic evaluation draws
+        # nothing from the agent's generator, so training is the same either way
         out = {"temperature": float(agent.temperature)}
-        if args.agent.startswith(
-            "energy"
-        ):  # the same networks acting by the actor's mode (plain SAC's)
-            agent.policy.mode_steps = 0
-            out["actor_mode"] = evaluate(args.eval_episodes, evaluator.seed)["mean_return"]
+        if args.agent.startswith("energy"):
+            key, steps = ("mode_search", 10) if agent.config.mode_steps == 0 else ("actor_mode", 0)
+            agent.policy.mode_steps = steps
+            out[key] = evaluate(args.eval_episodes, evaluator.seed)["mean_return"]
             agent.policy.mode_steps = agent.config.mode_steps
         return out
 
@@ -593,6 +598,35 @@ def plot(by: dict) -> None:
     diag.savefig(HERE / "diagnostics.png", dpi=90)
 
 
+def compare_deterministic(dirs: list[Path]) -> None:
+    """Prints, for every energy run in ``dirs``, its evaluations with the actor's mode against
+    those with the 10-step mode search (both are in each run's curve: the config's own action as
+    ``mean``, the other as ``actor_mode`` or ``mode_search``), per run and per env."""
+    print("| runs | run | final, search | final, actor's mode | evals where the actor's mode "
+          "scored higher | mean difference (actor - search) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    total: dict[str, list[float]] = {}
+    for folder in dirs:
+        for path in sorted(folder.glob("energy*.json")):
+            run_ = json.loads(path.read_text())
+            pairs = []
+            for point in run_["curve"]:
+                if "actor_mode" in point:
+                    pairs.append((point["mean"], point["actor_mode"]))
+                elif "mode_search" in point:
+                    pairs.append((point["mode_search"], point["mean"]))
+            if not pairs:
+                continue
+            diffs = [actor - search for search, actor in pairs]
+            total.setdefault(run_["env"], []).extend(diffs)
+            wins = f"{sum(d > 0 for d in diffs)} / {len(diffs)}"
+            finals = f"{pairs[-1][0]:.0f} | {pairs[-1][1]:.0f}"
+            print(f"| {folder.name} | {path.stem} | {finals} | {wins} | {np.mean(diffs):+.0f} |")
+    for env, diffs in total.items():
+        wins = f"{sum(d > 0 for d in diffs)} / {len(diffs)}"
+        print(f"| all | {env} | | | {wins} | {np.mean(diffs):+.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", choices=AGENTS)
@@ -605,8 +639,12 @@ def main() -> None:
                         help="override RL-Zoo's 10k (only for timing runs)")  # fmt: skip
     parser.add_argument("--runs-dir", default=str(HERE / "runs"))
     parser.add_argument("--report", action="store_true", help="write results.md and curves.png")
+    parser.add_argument("--compare-deterministic", nargs="+", type=Path, metavar="RUNS_DIR",
+                        help="print the actor's mode against the mode search, per run")  # fmt: skip
     args = parser.parse_args()
-    if args.report:
+    if args.compare_deterministic:
+        compare_deterministic(args.compare_deterministic)
+    elif args.report:
         report(args)
     elif args.agent is None or args.env is None:
         parser.error("--agent and --env are needed (or --report)")
