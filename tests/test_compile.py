@@ -13,6 +13,8 @@ default ``inductor``, without generating code), except one that runs inductor it
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -144,11 +146,11 @@ def test_automatic_compile_follows_the_device():
     """``compile=None`` compiles SAC on CUDA only (where it was measured to pay) and SoftQ
     nowhere; on a CPU both run the eager functions themselves."""
     assert SAC.compile_pays_on == {"cuda"} and SoftQ.compile_pays_on == frozenset()
-    sac = SAC("Pendulum-v1", seed=0)
-    softq = SoftQ("CartPole-v1", seed=0)
+    sac = SAC("Pendulum-v1", seed=0, device="cpu")
+    softq = SoftQ("CartPole-v1", seed=0, device="cpu")
     assert not sac.compiled and not softq.compiled
     assert sac._critic_loss is critic_loss and softq._q_loss is q_loss
-    assert SAC("Pendulum-v1", seed=0, config=SACConfig(compile=True)).compiled
+    assert SAC("Pendulum-v1", seed=0, device="cpu", config=SACConfig(compile=True)).compiled
 
 
 def _broken_backend(gm, example_inputs):
@@ -163,8 +165,8 @@ def test_automatic_compile_falls_back_to_eager_where_compiling_fails(monkeypatch
     monkeypatch.setattr(SAC, "compile_pays_on", frozenset({"cpu"}))
     torch._dynamo.reset()
     config = {"learning_starts": 32, "batch_size": 16}
-    auto = SAC("Pendulum-v1", seed=3, config=SACConfig(**config))
-    eager = SAC("Pendulum-v1", seed=3, config=SACConfig(**config, compile=False))
+    auto = SAC("Pendulum-v1", seed=3, device="cpu", config=SACConfig(**config))
+    eager = SAC("Pendulum-v1", seed=3, device="cpu", config=SACConfig(**config, compile=False))
     assert auto.compiled
     with pytest.warns(RuntimeWarning, match="no working compiler here") as caught:
         auto.learn(64, progress_bar=False)
@@ -173,7 +175,7 @@ def test_automatic_compile_falls_back_to_eager_where_compiling_fails(monkeypatch
     for name, module in eager.modules().items():
         for p, q in zip(module.parameters(), auto.modules()[name].parameters(), strict=True):
             assert torch.equal(p, q), name
-    explicit = SAC("Pendulum-v1", seed=3, config=SACConfig(**config, compile=True))
+    explicit = SAC("Pendulum-v1", seed=3, device="cpu", config=SACConfig(**config, compile=True))
     with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="no working compiler"):
         explicit.learn(64, progress_bar=False)
     torch._dynamo.reset()
@@ -189,10 +191,46 @@ def test_automatic_compile_runs_eagerly_where_torch_compile_refuses(monkeypatch)
     monkeypatch.setattr(torch, "compile", refuse)
     monkeypatch.setattr(SoftQ, "compile_pays_on", frozenset({"cpu"}))
     with pytest.warns(RuntimeWarning, match="RuntimeError: torch.compile is not supported"):
-        agent = SoftQ("CartPole-v1", seed=0)
+        agent = SoftQ("CartPole-v1", seed=0, device="cpu")
     assert agent.compiled and agent._q_loss is q_loss
     with pytest.raises(RuntimeError, match="not supported on this Python"):
-        SoftQ("CartPole-v1", seed=0, config=SoftQConfig(compile=True))
+        SoftQ("CartPole-v1", seed=0, device="cpu", config=SoftQConfig(compile=True))
+
+
+def test_a_bad_input_under_automatic_compile_raises_its_own_error_and_stays_compiled(
+    aot_eager, monkeypatch
+):
+    """A wrong observation shape fails inside the compiled acting step (a TorchDynamo error):
+    the automatic fallback reruns it eagerly, which raises the input's own ValueError, and the
+    compiled function stays in use (a user's mistake is not a compiler failure)."""
+    monkeypatch.setattr(SAC, "compile_pays_on", frozenset({"cpu"}))
+    agent = SAC("Pendulum-v1", seed=0, device="cpu", config=SACConfig(learning_starts=0))
+    with torch.no_grad():
+        agent.act(torch.zeros(2, 3), deterministic=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "torch.compile failed" warning
+            with pytest.raises(ValueError, match=r"obs must have shape \[B, 3\]"):
+                agent.act(torch.zeros(2, 5), deterministic=False)
+    assert agent._importance_step.fn is not importance_step
+
+
+@pytest.mark.parametrize("flag", [None, True], ids=["auto", "on"])
+def test_more_batch_sizes_than_the_recompile_limit_run_eagerly(aot_eager, monkeypatch, flag):
+    """Past TorchDynamo's recompile limit (lowered to 2 here) a fullgraph acting step raises
+    inside Dynamo; the agent acts on eagerly for those calls, with one warning, and the same
+    draws as the eager function."""
+    monkeypatch.setattr(SAC, "compile_pays_on", frozenset({"cpu"}))
+    agents = [
+        SAC("Pendulum-v1", seed=0, device="cpu", config=SACConfig(learning_starts=0, compile=c))
+        for c in (flag, False)
+    ]
+    limit = torch._dynamo.config.patch(recompile_limit=2)
+    with limit, torch.no_grad(), pytest.warns(RuntimeWarning, match="recompile limit") as caught:
+        for batch in range(1, 6):
+            obs = torch.randn(batch, 3, generator=torch.Generator().manual_seed(batch))
+            got, want = (agent.act(obs, deterministic=False)[0] for agent in agents)
+            torch.testing.assert_close(got, want)
+    assert len([w for w in caught if "recompile limit" in str(w.message)]) == 1
 
 
 def test_fused_acting_refuses_nan_weights():

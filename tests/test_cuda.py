@@ -53,9 +53,9 @@ def test_sac_on_cuda_eager_and_compiled(plain):
 
 
 def test_fused_acting_equals_the_general_sampler_on_cuda():
-    agent = SAC(
-        "Pendulum-v1", seed=1, device="cuda", num_envs=4, config=SACConfig(learning_starts=50)
-    )
+    # eager (SAC's automatic compile would take CUDA graphs here: the first test covers those)
+    config = SACConfig(learning_starts=50, compile=False)
+    agent = SAC("Pendulum-v1", seed=1, device="cuda", num_envs=4, config=config)
     agent.learn(120, progress_bar=False)
     with torch.no_grad():
         (fused, stats), (general, general_stats) = act_twice(

@@ -473,7 +473,7 @@ def test_deterministic_predict_is_a_function_of_the_observation():
 def test_deterministic_action_without_mode_steps_is_the_actor_mode(make):
     """Plain SAC, and the energy policy with ``mode_steps=0`` (the MuJoCo presets' setting):
     the deterministic action is the actor's mode, not a search from it."""
-    agent = SAC("Pendulum-v1", seed=0, config=make(**SMALL))
+    agent = SAC("Pendulum-v1", seed=0, device="cpu", config=make(**SMALL))
     agent.learn(150, progress_bar=False)
     obs = torch.randn(5, 3)
     with torch.no_grad():
@@ -482,6 +482,18 @@ def test_deterministic_action_without_mode_steps_is_the_actor_mode(make):
     np.testing.assert_allclose(actions, expected.numpy(), rtol=1e-6, atol=1e-6)
     agent.policy.mode_steps = 10  # a search moves it (the untrained critic is not flat)
     assert np.abs(agent.predict(obs.numpy(), deterministic=True)[0] - actions).max() > 1e-3
+
+
+def test_a_composed_cost_reaches_deterministic_actions_without_mode_steps():
+    """Composing a cost onto a policy with ``mode_steps=0`` gives the composed policy a mode
+    search (10 steps): its deterministic actions follow the cost instead of ignoring it."""
+    agent = SAC("Pendulum-v1", seed=0, device="cpu", config=SACConfig(mode_steps=0, **SMALL))
+    obs = torch.randn(5, 3).numpy()
+    actor_mode = agent.predict(obs, deterministic=True)[0] / 2.0  # Pendulum's box is [-2, 2]
+    agent.policy = agent.policy.compose(lambda o, a: 100.0 * ((a - 0.9) ** 2).sum(-1))
+    assert agent.policy.mode_steps == 10
+    composed = agent.predict(obs, deterministic=True)[0] / 2.0
+    assert (np.abs(composed - 0.9) < np.abs(actor_mode - 0.9) - 0.1).all()
 
 
 def test_the_policy_reads_the_agents_temperature():

@@ -217,8 +217,9 @@ class OffPolicyAgent:
 
     @property
     def compiled(self) -> bool:
-        """Whether the hot paths are compiled: ``config.compile``, or with ``None`` (auto)
-        whether this agent's device type is one where compiling pays (``compile_pays_on``)."""
+        """Whether compiling the hot paths was chosen: ``config.compile``, or with ``None``
+        (auto) whether this agent's device type is one where compiling pays
+        (``compile_pays_on``). A path that fell back to eager (with a warning) still counts."""
         flag = self.config.compile
         return self.device.type in self.compile_pays_on if flag is None else flag
 
@@ -666,9 +667,18 @@ def compile_hot_path(
     one launch per step instead of one per op). ``fullgraph`` for the acting steps, which are
     pure tensor functions; the losses may break the graph (e.g. around a user anchor).
 
-    ``fallback``: where compiling fails (no working compiler or Triton, a Python torch.compile
-    does not support), warn once and run ``fn`` eagerly from then on, instead of raising. The
-    agents' automatic ``compile=None`` uses it; ``compile=True`` raises.
+    A call that meets TorchDynamo's recompile limit (a ninth batch size for ``predict``, a
+    ninth agent setting in one process) runs eagerly, that call alone, with a warning the first
+    time; the graphs compiled before stay in use.
+
+    ``fallback`` (the agents' automatic ``compile=None``; ``compile=True`` raises instead): where
+    compiling ``fn``'s forward fails (no working C compiler or Triton, a Python that
+    ``torch.compile`` does not support), the call runs eagerly; if that succeeds the function
+    runs eagerly from then on, with one warning; if the eager call raises too (a bad input),
+    that error propagates and the compiled function stays. Parts of a loss that a user anchor
+    splits into several graphs may have run before the failing one: their side effects then
+    happen twice, once. A failure compiling the backward (lazily, at the first
+    ``backward()``) is not caught.
     """
     options: dict = {"dynamic": False, "fullgraph": fullgraph, "backend": COMPILE_BACKEND}
     try:
@@ -687,7 +697,16 @@ def compile_hot_path(
             raise
         _warn_eager(fn, error)
         return fn
-    return _EagerFallback(fn, compiled) if fallback else compiled
+    return _Guarded(fn, compiled, fallback)
+
+
+# What TorchDynamo raises (a plain Exception) where a fullgraph function meets its recompile
+# limit; named FailOnCacheLimitHit before torch 2.6
+_RECOMPILE_LIMIT = tuple(
+    getattr(torch._dynamo.exc, name)
+    for name in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
+    if hasattr(torch._dynamo.exc, name)
+)
 
 
 def _warn_eager(fn: Callable, error: Exception) -> None:
@@ -703,23 +722,37 @@ def _warn_eager(fn: Callable, error: Exception) -> None:
     )
 
 
-class _EagerFallback:
-    """Calls ``compiled``; where a call fails to compile (a TorchDynamo error, raised before the
-    graph runs), warns and calls ``eager`` from then on. A ``try`` costs nothing in the hot path
-    until something raises."""
+class _Guarded:
+    """A compiled hot path with the ways out to ``eager`` that :func:`compile_hot_path`
+    describes. A ``try`` costs nothing in the hot path until something raises."""
 
-    def __init__(self, eager: Callable, compiled: Callable):
-        self.eager, self.fn = eager, compiled
+    def __init__(self, eager: Callable, compiled: Callable, fallback: bool):
+        self.eager, self.fn, self.fallback = eager, compiled, fallback
+        self.warned_limit = False
 
     def __call__(self, *args, **kwargs):
         try:
             return self.fn(*args, **kwargs)
+        except _RECOMPILE_LIMIT:
+            if not self.warned_limit:
+                self.warned_limit = True
+                warnings.warn(
+                    f"torch.compile's recompile limit reached for {self.eager.__name__} (a new "
+                    "batch size or setting): such calls run eagerly",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return self.eager(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as error:
-            if self.fn is self.eager:
+            if not self.fallback or self.fn is self.eager:
                 raise
+            try:
+                out = self.eager(*args, **kwargs)
+            except Exception as eager_error:  # a bad input: its own error, not Dynamo's
+                raise eager_error from None
             _warn_eager(self.eager, error)
             self.fn = self.eager
-            return self.eager(*args, **kwargs)
+            return out
 
 
 def _callbacks(callback, owner: str) -> list[Callback]:

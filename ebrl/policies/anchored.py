@@ -193,8 +193,9 @@ class AnchoredPolicy(nn.Module):
         """The policy ``pi'(a|s) ∝ anchor(a|s) exp(Q(s, a) / T - weight · cost(s, a))``.
 
         Returns a new policy with this one's anchor, utility, temperature (the same object: an
-        agent's in-place temperature updates reach both), sampler and ``mode_steps``, and its
-        costs plus this one; this policy is unchanged. Costs compose:
+        agent's in-place temperature updates reach both), sampler and ``mode_steps`` (10 where
+        this one's is 0: a deterministic action that is its start, e.g. an actor's mode, would
+        not see the cost), and its costs plus this one; this policy is unchanged. Costs compose:
         ``p.compose(c1).compose(c2, 3.0)`` is ``∝ anchor exp(Q / T - c1 - 3 c2)``. The composed
         policy maximises ``E_pi[Q - T · weight · cost] - T KL(pi || anchor)``: the cost is in
         units of ``Q / T``, so one weight means the same whatever the scale of ``Q``.
@@ -211,9 +212,9 @@ class AnchoredPolicy(nn.Module):
         anchor does, whatever ``Q`` is there: probability 0, never sampled, never the argmax
         (continuous: zero density there; the deterministic :meth:`mode` search needs a start of
         finite cost, e.g. the actor's mode, and climbs no gradient out of an infinite region, so
-        prefer a large finite cost for soft walls; with ``mode_steps=0`` the deterministic action
-        is the start itself and ignores the cost). NaN and ``-inf`` costs raise ``ValueError``
-        when the policy is used.
+        prefer a large finite cost for soft walls; a composed policy set to ``mode_steps=0``
+        afterwards takes the start itself and ignores the cost). NaN and ``-inf`` costs raise
+        ``ValueError`` when the policy is used.
 
         Args:
             cost: discrete actions: ``cost(obs) -> [B, n_actions]``; continuous actions:
@@ -248,7 +249,7 @@ class AnchoredPolicy(nn.Module):
         term = check_cost(cost, weight)
         self._refuse_proposal_sampler("compose")
         composed = AnchoredPolicy(
-            self.anchor, self.utility, self.temperature, self.sampler, self.mode_steps
+            self.anchor, self.utility, self.temperature, self.sampler, self.mode_steps or 10
         )
         composed._costs = (*self._costs, term)
         return composed

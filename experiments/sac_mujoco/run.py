@@ -288,8 +288,19 @@ def mean_sd(xs) -> str:
     return f"{xs.mean():.0f} ± {xs.std(ddof=1):.0f}" if len(xs) > 1 else f"{xs.mean():.0f}"
 
 
+def with_actor_mode(run_: dict) -> dict:
+    """``run_`` with every evaluation's ``actor_mode`` return: runs whose deterministic action
+    is the actor's mode (``mode_steps`` 0, the MuJoCo presets since 2026-11-30) have it as their
+    ``mean`` and score the mode search as ``mode_search``."""
+    for point in run_["curve"]:
+        if "mode_search" in point:
+            point["actor_mode"] = point["mean"]
+    return run_
+
+
 def report(args) -> None:
-    runs = [json.loads(p.read_text()) for p in sorted(Path(args.runs_dir).glob("*.json"))]
+    paths = sorted(Path(args.runs_dir).glob("*.json"))
+    runs = [with_actor_mode(json.loads(p.read_text())) for p in paths]
     runs = [r for r in runs if r["steps"] == args.steps]
     by: dict[tuple[str, str], list[dict]] = {}  # (agent, env) -> its runs by seed
     for r in sorted(runs, key=lambda r: r["seed"]):
@@ -400,6 +411,7 @@ def probe_mode_search(run: dict, runs_dir: Path) -> dict | None:
     agent, obs_t = loaded
     with torch.no_grad():
         actor = agent.actor(obs_t).median
+    agent.policy.mode_steps = 10  # the search, whatever the run's preset acted with
     mode = agent.act(obs_t, deterministic=True)[0]
     with torch.no_grad():
         gain = agent.nets.utility(obs_t, mode[None])[0] - agent.nets.utility(obs_t, actor[None])[0]
