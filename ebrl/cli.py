@@ -125,7 +125,7 @@ def _bool(text: str) -> bool:
 
 def _bool_or_auto(text: str) -> bool | None:
     """A ``bool | None`` field: true, false, or auto (None)."""
-    if text.lower() in ("auto", "none"):
+    if text.lower() == "auto":
         return None
     try:
         return _bool(text)

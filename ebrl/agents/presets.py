@@ -32,9 +32,10 @@ __all__ = ["PRESETS", "preset"]
 # Humanoid, Swimmer -v4): SB3's defaults, which are SACConfig's, with a 10k-step warm-up.
 # And ebrl's own: deterministic actions are the actor's mode (mode_steps 0, as SAC's), not a
 # search on the critic from there. In ebrl's MuJoCo study (experiments/sac_mujoco/results.md,
-# 18 runs x 10 evaluations) the search scored below the actor's mode on HalfCheetah in 53 of 60
-# paired evaluations (by 315 on average), was level on Hopper, and drove half of HalfCheetah's
-# action coordinates to the box's bounds, where the critic extrapolates.
+# "Deterministic action": 18 energy runs x 10 evaluations, each scored both ways) the search
+# scored below the actor's mode on HalfCheetah in 53 of 60 paired evaluations (by 315 on
+# average) and on Hopper in 81 of 120 (by 15), and drove half of HalfCheetah's action
+# coordinates to the box's bounds, where the critic extrapolates.
 _SAC_MUJOCO = {"learning_starts": 10_000, "mode_steps": 0}
 
 # dqn.yml LunarLander-v3 and Acrobot-v1 (the same values): target_update_interval 250 env
