@@ -830,7 +830,8 @@ def _run_evaluate(args: argparse.Namespace) -> dict:
         except ImportError as err:
             raise ValueError(f"--video: {err}") from err
     start = time.perf_counter()
-    agent = load_agent(args.checkpoint, **budget)
+    # eager: a few evaluation episodes never repay a compile (SAC's automatic one on CUDA)
+    agent = load_agent(args.checkpoint, compile=False, **budget)
     deterministic = not args.stochastic
     videos = None
     if args.video is None:
