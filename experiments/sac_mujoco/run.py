@@ -552,7 +552,7 @@ def band(ax, xs, ys, label: str, **style) -> None:
     ys = np.asarray(ys, dtype=float)
     mean = ys.mean(0)
     sd = ys.std(0, ddof=1) if len(ys) > 1 else np.zeros_like(mean)
-    ax.plot(xs, mean, label=f"{label} ({len(ys)} seeds)", **style)
+    ax.plot(xs, mean, label=f"{label} ({len(ys)} runs)", **style)
     ax.fill_between(xs, mean - sd, mean + sd, alpha=0.15, color=ax.lines[-1].get_color())
 
 
@@ -613,30 +613,55 @@ def plot(by: dict) -> None:
 def compare_deterministic(dirs: list[Path]) -> None:
     """Prints, for every energy run in ``dirs``, its evaluations with the actor's mode against
     those with the 10-step mode search (both are in each run's curve: the config's own action as
-    ``mean``, the other as ``actor_mode`` or ``mode_search``), per run and per env."""
+    ``mean``, the other as ``actor_mode`` or ``mode_search``), per run and per env; and plots
+    both, beside SB3's runs in the same folders, in ``deterministic.png``."""
     print("| runs | run | final, search | final, actor's mode | evals where the actor's mode "
           "scored higher | mean difference (actor - search) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     total: dict[str, list[float]] = {}
+    energy: dict[str, list[dict]] = {}
+    sb3: dict[str, list[dict]] = {}
     for folder in dirs:
-        for path in sorted(folder.glob("energy*.json")):
+        for path in sorted(folder.glob("sb3_*.json")):
             run_ = json.loads(path.read_text())
-            pairs = []
-            for point in run_["curve"]:
-                if "actor_mode" in point:
-                    pairs.append((point["mean"], point["actor_mode"]))
-                elif "mode_search" in point:
-                    pairs.append((point["mode_search"], point["mean"]))
-            if not pairs:
+            sb3.setdefault(run_["env"], []).append(run_)
+        for path in sorted(folder.glob("energy_*.json")):
+            run_ = with_actor_mode(json.loads(path.read_text()))
+            if "mode_search" not in run_["curve"][0] and "actor_mode" not in run_["curve"][0]:
                 continue
+            for point in run_["curve"]:
+                point.setdefault("mode_search", point["mean"])
+            pairs = [(p["mode_search"], p["actor_mode"]) for p in run_["curve"]]
             diffs = [actor - search for search, actor in pairs]
             total.setdefault(run_["env"], []).extend(diffs)
+            if run_["agent"] == "energy":
+                energy.setdefault(run_["env"], []).append(run_)
             wins = f"{sum(d > 0 for d in diffs)} / {len(diffs)}"
             finals = f"{pairs[-1][0]:.0f} | {pairs[-1][1]:.0f}"
             print(f"| {folder.name} | {path.stem} | {finals} | {wins} | {np.mean(diffs):+.0f} |")
     for env, diffs in total.items():
         wins = f"{sum(d > 0 for d in diffs)} / {len(diffs)}"
         print(f"| all | {env} | | | {wins} | {np.mean(diffs):+.0f} |")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = [env for env in ENVS if env in energy]
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        rs = energy[env]
+        band(ax, *curve(rs, "actor_mode"), "energy, actor's mode", color=COLORS["actor_mode"])
+        band(ax, *curve(rs, "mode_search"), "energy, 10-step mode search", color=COLORS["energy"])
+        if env in sb3:
+            band(ax, *curve(sb3[env], "mean"), "SB3 SAC", color=COLORS["sb3"])
+        ax.set_title(f"{env}: the same energy runs evaluated both ways")
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("deterministic evaluation return (mean ± sd)")
+    fig.tight_layout()
+    fig.savefig(HERE / "deterministic.png", dpi=100)
 
 
 def main() -> None:
