@@ -14,7 +14,7 @@ STEPS=${STEPS:-10000}
 "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else
     'bench_gpu: no CUDA device (torch ' + torch.__version__ + ')')"
 "$PY" -m pytest -q tests/test_cuda.py tests/test_anchored.py -k cuda
-"$PY" scripts/bench_samplers.py --device cuda --repeats "${REPEATS_SAMPLERS:-7}" \
+"$PY" scripts/bench_samplers.py --device cuda --threads 1 --repeats "${REPEATS_SAMPLERS:-7}" \
     --out scripts/results/bench_samplers_cuda.md
 "$PY" scripts/bench_sac.py --device cuda --steps "$STEPS" --repeats "${REPEATS:-2}"
 "$PY" scripts/bench_softq.py --device cuda --steps "$STEPS" --repeats "${REPEATS:-3}"

@@ -197,14 +197,16 @@ def test_automatic_compile_runs_eagerly_where_torch_compile_refuses(monkeypatch)
         SoftQ("CartPole-v1", seed=0, device="cpu", config=SoftQConfig(compile=True))
 
 
-def test_a_bad_input_under_automatic_compile_raises_its_own_error_and_stays_compiled(
-    aot_eager, monkeypatch
+@pytest.mark.parametrize("flag", [None, True], ids=["auto", "on"])
+def test_a_bad_input_to_a_compiled_agent_raises_its_own_error_and_stays_compiled(
+    aot_eager, monkeypatch, flag
 ):
     """A wrong observation shape fails inside the compiled acting step (a TorchDynamo error):
-    the automatic fallback reruns it eagerly, which raises the input's own ValueError, and the
-    compiled function stays in use (a user's mistake is not a compiler failure)."""
+    the call is rerun eagerly, which raises the input's own ValueError, and the compiled
+    function stays in use (a user's mistake is not a compiler failure)."""
     monkeypatch.setattr(SAC, "compile_pays_on", frozenset({"cpu"}))
-    agent = SAC("Pendulum-v1", seed=0, device="cpu", config=SACConfig(learning_starts=0))
+    config = SACConfig(learning_starts=0, compile=flag)
+    agent = SAC("Pendulum-v1", seed=0, device="cpu", config=config)
     with torch.no_grad():
         agent.act(torch.zeros(2, 3), deterministic=False)
         with warnings.catch_warnings():
@@ -231,6 +233,11 @@ def test_more_batch_sizes_than_the_recompile_limit_run_eagerly(aot_eager, monkey
             got, want = (agent.act(obs, deterministic=False)[0] for agent in agents)
             torch.testing.assert_close(got, want)
     assert len([w for w in caught if "recompile limit" in str(w.message)]) == 1
+    # a shape past the limit goes straight to the eager function from then on (no new compile)
+    guarded = agents[0]._importance_step
+    guarded.fn = lambda *a, **k: pytest.fail("retried the compiled function past the limit")
+    with torch.no_grad():
+        agents[0].act(torch.randn(5, 3), deterministic=False)
 
 
 def test_fused_acting_refuses_nan_weights():

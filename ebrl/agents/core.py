@@ -668,14 +668,15 @@ def compile_hot_path(
     pure tensor functions; the losses may break the graph (e.g. around a user anchor).
 
     A call that meets TorchDynamo's recompile limit (a ninth batch size for ``predict``, a
-    ninth agent setting in one process) runs eagerly, that call alone, with a warning the first
-    time; the graphs compiled before stay in use.
+    ninth agent setting in one process) runs eagerly, with a warning the first time, and so do
+    later calls with the same argument shapes; the graphs compiled before stay in use. With
+    ``torch._dynamo.config.fail_on_recompile_limit_hit`` set the limit raises instead.
 
-    ``fallback`` (the agents' automatic ``compile=None``; ``compile=True`` raises instead): where
-    compiling ``fn``'s forward fails (no working C compiler or Triton, a Python that
-    ``torch.compile`` does not support), the call runs eagerly; if that succeeds the function
-    runs eagerly from then on, with one warning; if the eager call raises too (a bad input),
-    that error propagates and the compiled function stays. Parts of a loss that a user anchor
+    A call that fails inside TorchDynamo otherwise is rerun eagerly: if the eager call raises
+    too (a bad input), that error propagates and the compiled function stays. If it succeeds,
+    with ``fallback`` (the agents' automatic ``compile=None``) the function runs eagerly from
+    then on, with one warning (no working C compiler or Triton, say); without it
+    (``compile=True``) Dynamo's error propagates. Parts of a loss that a user anchor
     splits into several graphs may have run before the failing one: their side effects then
     happen twice, once. A failure compiling the backward (lazily, at the first
     ``backward()``) is not caught.
@@ -700,13 +701,18 @@ def compile_hot_path(
     return _Guarded(fn, compiled, fallback)
 
 
-# What TorchDynamo raises (a plain Exception) where a fullgraph function meets its recompile
-# limit; named FailOnCacheLimitHit before torch 2.6
-_RECOMPILE_LIMIT = tuple(
-    getattr(torch._dynamo.exc, name)
-    for name in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
-    if hasattr(torch._dynamo.exc, name)
-)
+def _is_recompile_limit(error: Exception) -> bool:
+    """Whether ``error`` is TorchDynamo meeting a function's recompile limit: a plain Exception
+    (``FailOnRecompileLimitHit``) for a fullgraph function in torch >= 2.6, an ``Unsupported``
+    naming ``cache_size_limit`` before. Looked up here, not at import: importing
+    ``torch._dynamo`` costs ~1 s."""
+    exc = torch._dynamo.exc
+    if isinstance(error, getattr(exc, "FailOnRecompileLimitHit", ())):
+        return True
+    message = str(error)
+    return isinstance(error, exc.Unsupported) and (
+        "cache_size_limit" in message or "recompile_limit" in message
+    )
 
 
 def _warn_eager(fn: Callable, error: Exception) -> None:
@@ -722,34 +728,54 @@ def _warn_eager(fn: Callable, error: Exception) -> None:
     )
 
 
+def _signature(args: tuple, kwargs: dict) -> tuple:
+    """What TorchDynamo guards on in a hot path's arguments, roughly: tensors' shapes, dtypes
+    and devices, and plain numbers and strings (modules are the agent's own, always the same;
+    other objects count by type)."""
+
+    def one(x):
+        if isinstance(x, Tensor):
+            return (tuple(x.shape), x.dtype, x.device)
+        return x if isinstance(x, int | float | str | None) else type(x)
+
+    return (*map(one, args), *((name, one(x)) for name, x in kwargs.items()))
+
+
 class _Guarded:
     """A compiled hot path with the ways out to ``eager`` that :func:`compile_hot_path`
-    describes. A ``try`` costs nothing in the hot path until something raises."""
+    describes. A ``try`` costs nothing in the hot path until something raises; argument
+    signatures that met the recompile limit go straight to ``eager`` afterwards (retrying the
+    compile would cost a failed compile per call)."""
 
     def __init__(self, eager: Callable, compiled: Callable, fallback: bool):
         self.eager, self.fn, self.fallback = eager, compiled, fallback
-        self.warned_limit = False
+        self.eager_signatures: set[tuple] = set()
 
     def __call__(self, *args, **kwargs):
+        if self.eager_signatures and _signature(args, kwargs) in self.eager_signatures:
+            return self.eager(*args, **kwargs)
         try:
             return self.fn(*args, **kwargs)
-        except _RECOMPILE_LIMIT:
-            if not self.warned_limit:
-                self.warned_limit = True
-                warnings.warn(
-                    f"torch.compile's recompile limit reached for {self.eager.__name__} (a new "
-                    "batch size or setting): such calls run eagerly",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            return self.eager(*args, **kwargs)
-        except torch._dynamo.exc.TorchDynamoException as error:
-            if not self.fallback or self.fn is self.eager:
+        except Exception as error:
+            dynamo = torch._dynamo
+            if _is_recompile_limit(error) and not dynamo.config.fail_on_recompile_limit_hit:
+                if not self.eager_signatures:
+                    warnings.warn(
+                        f"torch.compile's recompile limit reached for {self.eager.__name__} (a "
+                        "new batch size or setting): calls with such arguments run eagerly",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                self.eager_signatures.add(_signature(args, kwargs))
+                return self.eager(*args, **kwargs)
+            if self.fn is self.eager or not isinstance(error, dynamo.exc.TorchDynamoException):
                 raise
-            try:
+            try:  # a bad input fails inside Dynamo too: the eager call names it
                 out = self.eager(*args, **kwargs)
-            except Exception as eager_error:  # a bad input: its own error, not Dynamo's
+            except Exception as eager_error:
                 raise eager_error from None
+            if not self.fallback:
+                raise
             _warn_eager(self.eager, error)
             self.fn = self.eager
             return out
