@@ -1,4 +1,4 @@
-"""Test-suite settings: one torch thread, and the Hypothesis profiles.
+"""Test-suite settings: one torch thread, the Hypothesis profiles, and no automatic compile.
 
 The suite's tensors are small; with several OpenMP threads on a 2-core CI machine (or one shared
 with other work) torch spends its time spinning, not computing: a 400-step SAC run measured
@@ -11,6 +11,7 @@ random examples, 500 per property) when looking for bugs on purpose.
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -22,3 +23,13 @@ settings.register_profile(
 )
 settings.register_profile("long", max_examples=500, deadline=None, suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _no_automatic_compile(monkeypatch):
+    """On a CUDA machine SAC's automatic ``compile=None`` would compile every agent a test
+    builds there (CUDA graphs, seconds each): the suite's agents run eagerly unless a test sets
+    ``compile`` or ``compile_pays_on`` itself (tests/test_compile.py, tests/test_cuda.py)."""
+    from ebrl.agents import SAC
+
+    monkeypatch.setattr(SAC, "compile_pays_on", frozenset())
