@@ -60,6 +60,8 @@ from ebrl.validation import check_int
 __all__ = ["AnchoredEnergy", "AnchoredPolicy", "PolicyEstimate", "WeightedCost", "anchored_sampler"]
 
 _OWNER = "AnchoredPolicy"
+# the mode search's default steps, also what compose gives a policy that takes its start as is
+_MODE_STEPS = 10
 
 
 class PolicyEstimate(NamedTuple):
@@ -130,7 +132,7 @@ class AnchoredPolicy(nn.Module):
         utility: Callable[..., Tensor],
         temperature: float | Tensor,
         sampler: object | None = None,
-        mode_steps: int = 10,
+        mode_steps: int = _MODE_STEPS,
     ):
         super().__init__()
         check_int(_OWNER, "mode_steps", mode_steps, minimum=0)
@@ -248,9 +250,8 @@ class AnchoredPolicy(nn.Module):
         """
         term = check_cost(cost, weight)
         self._refuse_proposal_sampler("compose")
-        composed = AnchoredPolicy(
-            self.anchor, self.utility, self.temperature, self.sampler, self.mode_steps or 10
-        )
+        steps = self.mode_steps or _MODE_STEPS
+        composed = AnchoredPolicy(self.anchor, self.utility, self.temperature, self.sampler, steps)
         composed._costs = (*self._costs, term)
         return composed
 
