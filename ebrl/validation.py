@@ -115,7 +115,8 @@ def check_batch(owner: str, x: object, name: str = "x") -> Tensor:
 
 
 def check_obs(owner: str, obs: object, obs_dim: int, like: Tensor) -> Tensor:
-    """Observations ``[B, obs_dim]`` for a network whose parameters are ``like``.
+    """Observations ``[B, obs_dim]`` for a network whose parameters are ``like`` (and on their
+    device).
 
     Integer observations are cast to the parameters' dtype; floating ones of another dtype are an
     error (a silent cast would hide a float64 pipeline feeding a float32 network).
@@ -127,6 +128,11 @@ def check_obs(owner: str, obs: object, obs_dim: int, like: Tensor) -> Tensor:
         )
     if obs.dim() < 1 or obs.shape[-1] != obs_dim:
         raise ValueError(f"{owner}: obs must have shape [B, {obs_dim}], got {tuple(obs.shape)}")
+    if obs.device != like.device:
+        raise ValueError(
+            f"{owner}: obs is on {obs.device} but the parameters are on {like.device}; move obs "
+            f"there with obs.to('{like.device}') (an agent's is agent.device)"
+        )
     if obs.dtype != like.dtype:
         if not obs.is_floating_point() and not obs.is_complex():
             return obs.to(like.dtype)

@@ -1,4 +1,5 @@
-"""Test-suite settings: one torch thread, the Hypothesis profiles, and no automatic compile.
+"""Test-suite settings: one torch thread, the Hypothesis profiles, no automatic compile, and
+the CPU in all but the CUDA tests.
 
 The suite's tensors are small; with several OpenMP threads on a 2-core CI machine (or one shared
 with other work) torch spends its time spinning, not computing: a 400-step SAC run measured
@@ -33,3 +34,16 @@ def _no_automatic_compile(monkeypatch):
     from ebrl.agents import SAC
 
     monkeypatch.setattr(SAC, "compile_pays_on", frozenset())
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_a_cuda_test(request, monkeypatch):
+    """The suite's numbers are CPU numbers (closed forms on CPU tensors, bit-for-bit runs, CPU
+    generator states), so on a CUDA machine ``device="auto"`` still means the CPU in every test
+    but the CUDA ones (tests/test_cuda.py and tests named ``*cuda*``): here and in the processes
+    a test starts. Nothing changes on a machine without CUDA."""
+    if request.node.path.name == "test_cuda.py" or "cuda" in request.node.name:
+        return
+    if torch.cuda.is_available():
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

@@ -144,6 +144,11 @@ def test_gaussian_anchor_gaussian_is_the_pre_squash_base_and_checks_obs():
         anchor.gaussian(torch.zeros(4, 3))
     with pytest.raises(TypeError, match=r"obs has dtype torch\.float64"):
         anchor.gaussian(torch.zeros(4, 5, dtype=torch.float64))
+    # observations on another device than the parameters (a GPU agent given CPU tensors): one
+    # clear error, not torch's from deep inside the first matmul ("meta" stands for the other
+    # device on a machine without a GPU)
+    with pytest.raises(ValueError, match=r"obs is on meta but the parameters are on cpu"):
+        anchor.gaussian(torch.zeros(4, 5, device="meta"))
 
 
 def test_truncated_anchor_is_a_normal_in_action_space_on_the_box():

@@ -78,3 +78,31 @@ def test_softq_on_cuda_eager_and_compiled():
         actions, _ = agent.act(agent.obs_tensor(agent._last_obs), deterministic=False)
         assert actions.device.type == "cuda"
         assert all(torch.isfinite(p).all() for p in agent.nets.q.parameters())
+
+
+@pytest.mark.parametrize("cls", [SAC, SoftQ])
+def test_save_load_learn_on_cuda_continues_the_generator(cls, tmp_path):
+    """The CUDA generator's state comes back on load (it did not before 2026-11-30: a resumed
+    run drew a fresh stream), so a resumed eager run on the GPU is the uninterrupted one; bit for
+    bit where CUDA's kernels repeat themselves, which this checks on the machine it runs on."""
+    env = "Pendulum-v1" if cls is SAC else "CartPole-v1"
+    small = {"learning_starts": 100, "batch_size": 32, "hidden_sizes": (32, 32), "compile": False}
+    straight = cls(env, seed=3, device="cuda", **small).learn(500, progress_bar=False)
+    first = cls(env, seed=3, device="cuda", **small).learn(250, progress_bar=False)
+    state = first.generator.get_state()
+    first.save(tmp_path / "half.pt")
+    resumed = cls.load(tmp_path / "half.pt", device="cuda")
+    assert torch.equal(resumed.generator.get_state(), state)
+    resumed.learn(250, progress_bar=False, reset_num_timesteps=False)
+    for a, b in zip(resumed.modules().values(), straight.modules().values(), strict=True):
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y)
+
+
+def test_a_buffer_larger_than_the_gpu_is_refused_before_allocating():
+    from ebrl.agents.buffer import ReplayBuffer
+
+    before = torch.cuda.memory_allocated()
+    with pytest.raises(ValueError, match=r"buffer_size .* cuda"):
+        ReplayBuffer(10**10, 3, (1,), device="cuda")
+    assert torch.cuda.memory_allocated() == before

@@ -50,6 +50,22 @@ def test_save_load_learn_equals_learning_straight_through(cls, env, tmp_path):
     assert_identical(resumed, straight)
 
 
+def test_a_generator_state_of_another_device_kind_leaves_the_seeded_stream(tmp_path):
+    """A CUDA generator's 16-byte state in a checkpoint loaded on the CPU (or the CPU's 5056
+    bytes on a GPU) cannot continue that stream: the loaded agent keeps its own seeded one and
+    loads everything else. Before 2026-11-30 a GPU-trained checkpoint was refused as corrupt on
+    the CPU, and a GPU agent never got its generator back."""
+    agent = SAC("Pendulum-v1", seed=3, **SMALL).learn(150, progress_bar=False)
+    state = agent.state_dict()
+    state["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA one
+    torch.save(state, tmp_path / "moved.pt")
+    loaded = SAC.load(tmp_path / "moved.pt")
+    fresh = SAC("Pendulum-v1", seed=3, **SMALL)
+    assert torch.equal(loaded.generator.get_state(), fresh.generator.get_state())
+    assert loaded.num_timesteps == 150
+    assert_identical(loaded, agent)
+
+
 def test_reset_num_timesteps_true_counts_from_zero_and_starts_new_episodes():
     agent = SAC("Pendulum-v1", seed=0, **SMALL).learn(150, progress_bar=False)
     envs = agent.envs.unwrapped.envs
@@ -267,6 +283,12 @@ def test_huge_finite_action_bounds_map_to_finite_actions():
 # ----------------------------------------------------------------------------- the CLI
 
 
+def _pythonpath() -> str:
+    """The repository first, then the caller's own PYTHONPATH (where packages may live)."""
+    root = str(Path(__file__).parents[1])
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+
 def _cli(*argv: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ebrl", *argv],
@@ -274,7 +296,7 @@ def _cli(*argv: str, cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        env={**os.environ, "PYTHONPATH": _pythonpath()},
     )
 
 

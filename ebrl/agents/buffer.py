@@ -36,7 +36,9 @@ class ReplayBuffer:
     it is used, so the operating system commits memory only as the buffer fills (as numpy's
     ``zeros`` does for Stable-Baselines3): a 1M-transition buffer for a large observation costs
     nothing until used, and an agent that only acts (``load`` then ``evaluate``) never reserves
-    one. A capacity larger than the machine's memory is refused before anything is reserved.
+    one. On a GPU the first :meth:`add` takes the whole buffer's memory at once. A capacity
+    larger than the memory it would live in (the machine's RAM, or the GPU's) is refused before
+    anything is reserved.
     """
 
     def __init__(
@@ -64,11 +66,11 @@ class ReplayBuffer:
         )
         row_bytes = 4 * (2 * obs_dim + 3) + action_dtype.itemsize * math.prod(self.action_shape)
         self.nbytes = capacity * row_bytes
-        total = _physical_memory()
-        if self.device.type == "cpu" and total is not None and self.nbytes > total:
+        total, where = _memory_of(self.device)
+        if total is not None and self.nbytes > total:
             raise ValueError(
                 f"ReplayBuffer: buffer_size {capacity} needs {self.nbytes / 2**30:.1f} GiB for "
-                f"{obs_dim}-dim observations, more than this machine's "
+                f"{obs_dim}-dim observations, more than {where} "
                 f"{total / 2**30:.1f} GiB of memory; lower buffer_size"
             )
         self._storage: tuple[Tensor, ...] | None = None  # allocated on the first add
@@ -218,9 +220,15 @@ _NAMES = ("obs", "actions", "rewards", "next_obs", "terminated")
 _BYTES_PER_GATHER = 4 * 2**20
 
 
-def _physical_memory() -> int | None:
-    """This machine's RAM in bytes (None where the OS does not say)."""
+def _memory_of(device: torch.device) -> tuple[int | None, str]:
+    """The memory a buffer on ``device`` lives in, in bytes, and its name for messages: the
+    machine's RAM for the CPU, the GPU's own for CUDA (where ``torch.empty`` takes all of it at
+    once); ``None`` where neither the OS nor torch says."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory, f"{device}'s"
+    if device.type != "cpu":
+        return None, ""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's"
     except (AttributeError, OSError, ValueError):
-        return None
+        return None, ""

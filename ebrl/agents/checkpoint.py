@@ -224,8 +224,12 @@ def restore(agent: OffPolicyAgent, state: dict) -> None:
     with torch.no_grad():
         agent.log_temperature.copy_(state["log_temperature"])
     agent.sync_temperature()
-    if agent.generator.device.type == "cpu":  # the same random stream as the saved agent
-        agent.generator.set_state(state["generator"])
+    # The same random stream as the saved agent, where the generator is of the same kind (a
+    # CPU generator's state is 5056 bytes, a CUDA one's 16): a checkpoint moved between a CPU
+    # and a GPU continues with the loading agent's own seeded stream.
+    saved = state["generator"]
+    if saved.numel() == agent.generator.get_state().numel():
+        agent.generator.set_state(saved)
     agent.num_timesteps = int(state["num_timesteps"])
     agent.load_extra_state(state["extra"])
     if state.get("buffer") is not None:
