@@ -664,6 +664,58 @@ def compare_deterministic(dirs: list[Path]) -> None:
     fig.savefig(HERE / "deterministic.png", dpi=100)
 
 
+def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3")) -> None:
+    """Prints, per env, every seed's final return and mean of the last 3 evaluations for
+    ``agents`` over all ``dirs`` (a seed run in several folders counts once: the last folder
+    given wins), with the energy runs scored as the MuJoCo presets now act deterministically
+    (the actor's mode, recorded in every energy run), the pooled mean ± sd, the ratio to SB3's
+    pooled mean with a 95% bootstrap interval (seeds resampled within each agent, 10k draws,
+    numpy seed 0), and how many seeds end below 400."""
+    runs: dict[tuple[str, str, int], dict] = {}
+    for folder in dirs:
+        for path in sorted(folder.glob("*.json")):
+            run_ = json.loads(path.read_text())
+            if run_.get("agent") not in agents:
+                continue
+            if run_["agent"] == "energy":
+                run_ = with_actor_mode(run_)
+                if "actor_mode" not in run_["curve"][-1]:
+                    continue  # before the runs recorded the actor's mode
+                for point in run_["curve"]:
+                    point["mean"] = point["actor_mode"]
+            runs[(run_["agent"], run_["env"], run_["seed"])] = run_ | {"folder": folder.name}
+    rng = np.random.default_rng(0)
+    for env in ENVS:
+        print(f"\n{env}\n")
+        print("| agent | seeds | final return per seed | final, mean ± sd | / SB3 [95% CI] "
+              "| below 400 | last 3 evals, mean ± sd | / SB3 |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
+        table = {}
+        for agent in agents:
+            mine = sorted((k[2], r) for k, r in runs.items() if k[0] == agent and k[1] == env)
+            if mine:
+                finals = np.array([r["curve"][-1]["mean"] for _, r in mine])
+                last3 = np.array([np.mean([p["mean"] for p in r["curve"][-3:]]) for _, r in mine])
+                table[agent] = (mine, finals, last3)
+        if "sb3" not in table:
+            continue
+        _, sb3_finals, sb3_last3 = table["sb3"]
+        for agent, (mine, finals, last3) in table.items():
+            draws = [
+                rng.choice(finals, len(finals)).mean()
+                / rng.choice(sb3_finals, len(sb3_finals)).mean()
+                for _ in range(10_000)
+            ]
+            lo, hi = np.percentile(draws, [2.5, 97.5])
+            per_seed = ", ".join(f"s{seed}: {r['curve'][-1]['mean']:.0f}" for seed, r in mine)
+            print(
+                f"| {agent} | {len(mine)} | {per_seed} | {mean_sd(finals)} | "
+                f"{finals.mean() / sb3_finals.mean():.2f} [{lo:.2f}, {hi:.2f}] | "
+                f"{int((finals < 400).sum())} / {len(finals)} | {mean_sd(last3)} | "
+                f"{last3.mean() / sb3_last3.mean():.2f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", choices=AGENTS)
@@ -678,8 +730,12 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="write results.md and curves.png")
     parser.add_argument("--compare-deterministic", nargs="+", type=Path, metavar="RUNS_DIR",
                         help="print the actor's mode against the mode search, per run")  # fmt: skip
+    parser.add_argument("--pooled", nargs="+", type=Path, metavar="RUNS_DIR",
+                        help="every seed in these folders pooled, per env and agent")  # fmt: skip
     args = parser.parse_args()
-    if args.compare_deterministic:
+    if args.pooled:
+        pooled(args.pooled)
+    elif args.compare_deterministic:
         compare_deterministic(args.compare_deterministic)
     elif args.report:
         report(args)
