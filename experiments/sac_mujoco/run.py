@@ -670,7 +670,7 @@ def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3"
     given wins), with the energy runs scored as the MuJoCo presets now act deterministically
     (the actor's mode, recorded in every energy run), the pooled mean ± sd, the ratio to SB3's
     pooled mean with a 95% bootstrap interval (seeds resampled within each agent, 10k draws,
-    numpy seed 0), and how many seeds end below 400."""
+    numpy seed 0), and how many seeds end below 400; plots their curves in ``pooled.png``."""
     runs: dict[tuple[str, str, int], dict] = {}
     for folder in dirs:
         for path in sorted(folder.glob("*.json")):
@@ -685,6 +685,24 @@ def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3"
                     point["mean"] = point["actor_mode"]
             runs[(run_["agent"], run_["env"], run_["seed"])] = run_ | {"folder": folder.name}
     rng = np.random.default_rng(0)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(ENVS), figsize=(11, 4))
+    for ax, env in zip(axes, ENVS, strict=True):
+        for agent in agents:
+            rs = [r for k, r in runs.items() if k[0] == agent and k[1] == env]
+            if rs:
+                band(ax, *curve(rs, "mean"), agent, color=COLORS[agent], marker="o", ms=3)
+        ax.set_title(f"{env}: every seed run")
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("deterministic evaluation return (mean ± sd)")
+    fig.tight_layout()
+    fig.savefig(HERE / "pooled.png", dpi=100)
     for env in ENVS:
         print(f"\n{env}\n")
         print("| agent | seeds | final return per seed | final, mean ± sd | / SB3 [95% CI] "
