@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
 import difflib
 import inspect
@@ -611,7 +612,10 @@ def _anchor_report(agent, episodes: int) -> dict:
     from ebrl.agents import evaluate_policy
     from ebrl.policies.distributions import SquashedDistribution
 
-    anchor, generator = agent.user_anchor, torch.Generator().manual_seed(agent.seed)
+    # the anchor's own episodes run on a CPU copy (one state at a time: the same numbers, and
+    # the same global-RNG handling, on a machine with or without a GPU)
+    anchor = copy.deepcopy(agent.user_anchor).cpu()
+    generator = torch.Generator().manual_seed(agent.seed)
     start = getattr(agent, "action_start", 0)
 
     def sampled(dist):
@@ -634,7 +638,7 @@ def _anchor_report(agent, episodes: int) -> dict:
         return act
 
     with torch.no_grad():
-        probe = anchor(agent.buffer.obs[:1].float().flatten(1))
+        probe = anchor(agent.buffer.obs[:1].float().flatten(1).cpu())
     has_mode = isinstance(probe, Categorical) or (
         isinstance(probe, SquashedDistribution)
         and isinstance(probe.base_dist, Independent)
@@ -652,7 +656,8 @@ def _anchor_report(agent, episodes: int) -> dict:
     n = len(agent.buffer)
     obs = agent.buffer.obs[max(n - 1000, 0) : n]
     with torch.no_grad():
-        kl = agent.policy.kl_to_anchor(obs, generator=torch.Generator().manual_seed(agent.seed))
+        on_device = torch.Generator(agent.device).manual_seed(agent.seed)
+        kl = agent.policy.kl_to_anchor(obs, generator=on_device)
     return {
         "anchor_mean_return": round(anchor_eval["mean_return"], 2),
         "anchor_std_return": round(anchor_eval["std_return"], 2),

@@ -2,9 +2,11 @@
 (the schedule of ``scripts/bench_softq.py``), phase by phase.
 
 Each phase (acting, the env step, the buffer, one gradient step...) is timed by wrapping the
-method that does it, with ``torch.cuda.synchronize()`` at both ends on a GPU, so the phases add up
-to about the run's time; the syncs make the timed run slower than an untimed one, whose total is
-printed first. On a GPU it then lists the operations of 512 more steps by count (the profiler).
+method that does it, with ``torch.cuda.synchronize()`` at both ends on a GPU, so that each phase's
+time is its own; the syncs make the timed run slower than an untimed one, whose total is printed
+first. What no phase covers (the loop itself; the batches' gathers, since ``sample_batches``
+only draws the indices) is the difference between the phases' sum and the timed total. On a
+GPU it then lists the operations of 512 more steps by count (the profiler).
 
 Usage: python scripts/phases_softq.py [--device cuda] [--steps 10000] [--out phases.json]
 Needs the bench extra (stable-baselines3).

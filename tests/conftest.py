@@ -45,5 +45,7 @@ def _cpu_unless_a_cuda_test(request, monkeypatch):
     if request.node.path.name == "test_cuda.py" or "cuda" in request.node.name:
         return
     if torch.cuda.is_available():
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+        # ebrl's choice for "auto", not torch.cuda.is_available itself: torch caches what that
+        # returned (e.g. whether Triton can compile for CUDA) for the rest of the process
+        monkeypatch.setattr("ebrl.agents.core.auto_device", lambda: "cpu")
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the processes a test starts

@@ -56,14 +56,22 @@ def test_a_generator_state_of_another_device_kind_leaves_the_seeded_stream(tmp_p
     loads everything else. Before 2026-11-30 a GPU-trained checkpoint was refused as corrupt on
     the CPU, and a GPU agent never got its generator back."""
     agent = SAC("Pendulum-v1", seed=3, **SMALL).learn(150, progress_bar=False)
-    state = agent.state_dict()
-    state["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA one
-    torch.save(state, tmp_path / "moved.pt")
-    loaded = SAC.load(tmp_path / "moved.pt")
     fresh = SAC("Pendulum-v1", seed=3, **SMALL)
-    assert torch.equal(loaded.generator.get_state(), fresh.generator.get_state())
-    assert loaded.num_timesteps == 150
-    assert_identical(loaded, agent)
+    assert agent.state_dict()["generator_device"] == "cpu"
+    cuda_state = torch.zeros(16, dtype=torch.uint8)  # what a CUDA generator's state looks like
+    for name, extra in [("named", {"generator_device": "cuda"}), ("older", {})]:
+        state = {k: v for k, v in agent.state_dict().items() if k != "generator_device"}
+        torch.save({**state, "generator": cuda_state, **extra}, tmp_path / f"{name}.pt")
+        loaded = SAC.load(tmp_path / f"{name}.pt")  # older checkpoints: known by the size
+        assert torch.equal(loaded.generator.get_state(), fresh.generator.get_state())
+        assert loaded.num_timesteps == 150
+        assert_identical(loaded, agent)
+    # a state of the right kind but the wrong size, or of no known kind, is corrupt
+    for name, extra in [("cut", {"generator_device": "cpu"}), ("odd", {})]:
+        state = {k: v for k, v in agent.state_dict().items() if k != "generator_device"}
+        torch.save({**state, "generator": cuda_state[:15], **extra}, tmp_path / f"{name}.pt")
+        with pytest.raises(ValueError, match="corrupt ebrl checkpoint"):
+            SAC.load(tmp_path / f"{name}.pt")
 
 
 def test_reset_num_timesteps_true_counts_from_zero_and_starts_new_episodes():

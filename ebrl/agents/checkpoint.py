@@ -59,6 +59,7 @@ def state_dict(agent: OffPolicyAgent, replay_buffer: bool = True) -> dict:
         "modules": {k: m.state_dict() for k, m in modules.items()},
         "optimizers": {k: o.state_dict() for k, o in _optimizers(agent).items()},
         "generator": agent.generator.get_state(),
+        "generator_device": agent.generator.device.type,
         "anchor": {
             "present": anchor is not None,
             "class": None if anchor is None else type(anchor).__name__,
@@ -224,18 +225,30 @@ def restore(agent: OffPolicyAgent, state: dict) -> None:
     with torch.no_grad():
         agent.log_temperature.copy_(state["log_temperature"])
     agent.sync_temperature()
-    # The same random stream as the saved agent, where the generator is of the same kind (a
-    # CPU generator's state is 5056 bytes, a CUDA one's 16): a checkpoint moved between a CPU
-    # and a GPU continues with the loading agent's own seeded stream.
-    saved = state["generator"]
-    if saved.numel() == agent.generator.get_state().numel():
-        agent.generator.set_state(saved)
+    # The same random stream as the saved agent where its generator is of the same kind; a
+    # checkpoint moved between a CPU and a GPU continues with the loading agent's seeded stream.
+    if _generator_kind(state) == agent.generator.device.type:
+        agent.generator.set_state(state["generator"])
     agent.num_timesteps = int(state["num_timesteps"])
     agent.load_extra_state(state["extra"])
     if state.get("buffer") is not None:
         agent.buffer.load_state_dict(state["buffer"])
     if state.get("episodes") is not None:
         _restore_episodes(agent, state["episodes"])
+
+
+# the size of a generator's state by kind, for checkpoints written before they named the kind
+_GENERATOR_STATE_BYTES = {5056: "cpu", 16: "cuda"}
+
+
+def _generator_kind(state: dict) -> str:
+    """The device type of the checkpoint's generator (``"cpu"``, ``"cuda"``...)."""
+    kind = state.get("generator_device")
+    if kind is None:
+        kind = _GENERATOR_STATE_BYTES.get(state["generator"].numel())
+    if not isinstance(kind, str):
+        raise TypeError(f"generator state of {state['generator'].numel()} bytes, of no known kind")
+    return kind
 
 
 def _restore_episodes(agent: OffPolicyAgent, saved: dict) -> None:

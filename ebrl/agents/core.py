@@ -68,6 +68,11 @@ __all__ = ["Callback", "OffPolicyAgent"]
 Callback = Callable[["OffPolicyAgent", dict], "bool | None"]
 
 
+def auto_device() -> str:
+    """What ``device="auto"`` means: ``"cuda"`` where CUDA is available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class _Stats:
     """The tensors logged between two writes, kept as they come (no op, no host sync per
@@ -167,7 +172,7 @@ class OffPolicyAgent:
         base = config or self.config_class.for_env(self.env_id)
         self.config = replace(base, **hyperparameters)
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = auto_device()
         try:
             self.device = torch.device(device)
         except (RuntimeError, TypeError) as err:
