@@ -346,6 +346,7 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int, family: str = "
     ``"squashed"``) or a ``TruncatedGaussianAnchor`` (``"truncated"``)."""
     import gymnasium as gym
     import numpy as np
+    import torch
 
     from ebrl.agents import make_env
     from ebrl.data.demos import Demonstrations
@@ -364,12 +365,16 @@ def _behaviour_cloned_anchor(path: Path, env_id: str, seed: int, family: str = "
         )
     env = make_env(env_id)
     obs_dim = int(np.prod(env.observation_space.shape))
-    if isinstance(env.action_space, gym.spaces.Discrete):
-        anchor = CategoricalAnchor(obs_dim, env.action_space)
-    elif family == "truncated":
-        anchor = TruncatedGaussianAnchor(obs_dim, env.action_space)
-    else:
-        anchor = GaussianAnchor(obs_dim, env.action_space)
+    # the network's initial weights from the run's seed, not from the process's global stream
+    # (which made the cloned anchor differ between two runs of the same --seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        if isinstance(env.action_space, gym.spaces.Discrete):
+            anchor = CategoricalAnchor(obs_dim, env.action_space)
+        elif family == "truncated":
+            anchor = TruncatedGaussianAnchor(obs_dim, env.action_space)
+        else:
+            anchor = GaussianAnchor(obs_dim, env.action_space)
     env.close()
     report = fit_behaviour_cloning(
         anchor, demos.observations.reshape(len(demos), -1), demos.actions, seed=seed
@@ -612,15 +617,16 @@ def _anchor_report(agent, episodes: int) -> dict:
     from ebrl.agents import evaluate_policy
     from ebrl.policies.distributions import SquashedDistribution
 
-    # the anchor's own episodes run on a CPU copy (one state at a time: the same numbers, and
-    # the same global-RNG handling, on a machine with or without a GPU)
+    # the anchor's own episodes run on a CPU copy (one state at a time: the same numbers on a
+    # machine with or without a GPU)
     anchor = copy.deepcopy(agent.user_anchor).cpu()
     generator = torch.Generator().manual_seed(agent.seed)
     start = getattr(agent, "action_start", 0)
 
     def sampled(dist):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+        with torch.random.fork_rng(devices=[]):  # the CPU's global stream, given back after
+            seed = int(torch.randint(2**62, (), generator=generator))
+            torch.random.default_generator.manual_seed(seed)
             return dist.sample()
 
     def mode(dist):

@@ -36,16 +36,19 @@ def _no_automatic_compile(monkeypatch):
     monkeypatch.setattr(SAC, "compile_pays_on", frozenset())
 
 
-@pytest.fixture(autouse=True)
-def _cpu_unless_a_cuda_test(request, monkeypatch):
+@pytest.fixture(autouse=True, scope="module")
+def _cpu_unless_the_cuda_tests(request):
     """The suite's numbers are CPU numbers (closed forms on CPU tensors, bit-for-bit runs, CPU
-    generator states), so on a CUDA machine ``device="auto"`` still means the CPU in every test
-    but the CUDA ones (tests/test_cuda.py and tests named ``*cuda*``): here and in the processes
-    a test starts. Nothing changes on a machine without CUDA."""
-    if request.node.path.name == "test_cuda.py" or "cuda" in request.node.name:
+    generator states), so on a CUDA machine ``device="auto"`` means the CPU in every module but
+    tests/test_cuda.py (whose tests name their devices), here and in the processes a test
+    starts. Module-scoped, so that it is in place before the modules' own module-scoped fixtures
+    (tiny training runs shared by a module's tests). Nothing changes without CUDA."""
+    if request.path.name == "test_cuda.py" or not torch.cuda.is_available():
+        yield
         return
-    if torch.cuda.is_available():
+    with pytest.MonkeyPatch.context() as patch:
         # ebrl's choice for "auto", not torch.cuda.is_available itself: torch caches what that
         # returned (e.g. whether Triton can compile for CUDA) for the rest of the process
-        monkeypatch.setattr("ebrl.agents.core.auto_device", lambda: "cpu")
-        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the processes a test starts
+        patch.setattr("ebrl.agents.core.auto_device", lambda: "cpu")
+        patch.setenv("CUDA_VISIBLE_DEVICES", "")  # the processes a test starts
+        yield

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from ebrl.agents import SACConfig, SoftQConfig
 from ebrl.cli import _bool_or_auto, field_docs, main
@@ -39,6 +40,21 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert any(p.name.startswith("events.out.tfevents") for p in ckpt.parent.iterdir())
     again = run(capsys, "evaluate", str(ckpt), "--episodes", "1")
     assert again["env"] == "Pendulum-v1" and again["episodes"] == 1
+
+
+def test_the_cloned_anchor_is_a_function_of_the_seed(tmp_path):
+    """--anchor's behaviour cloning starts from weights drawn from --seed, not from the
+    process's global stream (which differed between two runs of the same seed before)."""
+    from ebrl.cli import _behaviour_cloned_anchor
+    from ebrl.data.demos import pendulum_demos
+
+    demos = pendulum_demos(2, noise_std=0.2, seed=0).save(tmp_path / "demos.npz")
+    anchors = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        anchors.append(_behaviour_cloned_anchor(demos, "Pendulum-v1", seed=0)[0].state_dict())
+    for key, value in anchors[0].items():
+        assert torch.equal(value, anchors[1][key]), key
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def test_save_load_learn_on_cuda_continues_the_generator(cls, tmp_path):
             assert torch.equal(x, y)
 
 
-def test_a_buffer_larger_than_the_gpu_is_refused_before_allocating():
+def test_a_buffer_larger_than_the_gpu_is_refused():
     from ebrl.agents.buffer import ReplayBuffer
 
     with pytest.raises(ValueError, match=r"buffer_size .* cuda"):

@@ -241,13 +241,15 @@ def restore(agent: OffPolicyAgent, state: dict) -> None:
 _GENERATOR_STATE_BYTES = {5056: "cpu", 16: "cuda"}
 
 
-def _generator_kind(state: dict) -> str:
-    """The device type of the checkpoint's generator (``"cpu"``, ``"cuda"``...)."""
+def _generator_kind(state: dict) -> str | None:
+    """The device type of the checkpoint's generator (``"cpu"``, ``"cuda"``...); for a
+    checkpoint that does not name it, the kind its state's size says, ``None`` if no known one
+    (e.g. an MPS generator's): its stream is then not continued."""
     kind = state.get("generator_device")
     if kind is None:
-        kind = _GENERATOR_STATE_BYTES.get(state["generator"].numel())
+        return _GENERATOR_STATE_BYTES.get(state["generator"].numel())
     if not isinstance(kind, str):
-        raise TypeError(f"generator state of {state['generator'].numel()} bytes, of no known kind")
+        raise TypeError(f"generator_device must be a device type, got {kind!r}")
     return kind
 
 
