@@ -1,5 +1,5 @@
-"""Test-suite settings: one torch thread, the Hypothesis profiles, no automatic compile, and
-the CPU in all but the CUDA tests.
+"""Test-suite settings: one torch thread, the Hypothesis profiles, and the CPU in all but the
+CUDA tests (so SAC's automatic compile, which pays only on CUDA, stays off there too).
 
 The suite's tensors are small; with several OpenMP threads on a 2-core CI machine (or one shared
 with other work) torch spends its time spinning, not computing: a 400-step SAC run measured
@@ -26,23 +26,15 @@ settings.register_profile("long", max_examples=500, deadline=None, suppress_heal
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-@pytest.fixture(autouse=True)
-def _no_automatic_compile(monkeypatch):
-    """On a CUDA machine SAC's automatic ``compile=None`` would compile every agent a test
-    builds there (CUDA graphs, seconds each): the suite's agents run eagerly unless a test sets
-    ``compile`` or ``compile_pays_on`` itself (tests/test_compile.py, tests/test_cuda.py)."""
-    from ebrl.agents import SAC
-
-    monkeypatch.setattr(SAC, "compile_pays_on", frozenset())
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _cpu_unless_the_cuda_tests(request):
     """The suite's numbers are CPU numbers (closed forms on CPU tensors, bit-for-bit runs, CPU
     generator states), so on a CUDA machine ``device="auto"`` means the CPU in every module but
     tests/test_cuda.py (whose tests name their devices), here and in the processes a test
     starts. Module-scoped, so that it is in place before the modules' own module-scoped fixtures
-    (tiny training runs shared by a module's tests). Nothing changes without CUDA."""
+    (tiny training runs shared by a module's tests). On the CPU SAC's automatic ``compile=None``
+    stays eager, so no test compiles unless it asks (tests/test_cuda.py's all set ``compile``).
+    Nothing changes without CUDA."""
     if request.path.name == "test_cuda.py" or not torch.cuda.is_available():
         yield
         return

@@ -142,10 +142,9 @@ def test_compile_flag_is_validated():
     assert SACConfig().compile is None and SoftQConfig.from_dict({"compile": None}).compile is None
 
 
-def test_automatic_compile_follows_the_device(monkeypatch):
+def test_automatic_compile_follows_the_device():
     """``compile=None`` compiles SAC on CUDA only (where it was measured to pay) and SoftQ
     nowhere; on a CPU both run the eager functions themselves."""
-    monkeypatch.undo()  # the suite's conftest turns SAC's automatic compile off
     assert SAC.compile_pays_on == {"cuda"} and SoftQ.compile_pays_on == frozenset()
     sac = SAC("Pendulum-v1", seed=0, device="cpu")
     softq = SoftQ("CartPole-v1", seed=0, device="cpu")
