@@ -54,7 +54,7 @@ def ebrl_run(steps: int, seed: int, plain: bool, compiled: bool, device: str) ->
     agent = SAC(ENV, seed=seed, config=config(plain, compiled), device=device)
     start = time.perf_counter()
     agent.learn(steps, progress_bar=False)
-    return steps / (time.perf_counter() - start)
+    return agent.num_timesteps / (time.perf_counter() - start)
 
 
 def sb3_model(seed: int, device: str):
@@ -67,7 +67,9 @@ def sb3_run(steps: int, seed: int, device: str) -> float:
     model = sb3_model(seed, device)
     start = time.perf_counter()
     model.learn(steps)
-    return steps / (time.perf_counter() - start)
+    # the steps it took (SB3 collects whole rollouts of train_freq steps; with SAC's
+    # train_freq 1 that is exactly `steps`)
+    return model.num_timesteps / (time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------------------- per call

@@ -98,7 +98,7 @@ def ebrl_run(steps: int, seed: int, compiled: bool = False) -> float:
     agent = SoftQ(ENV, seed=seed, device=DEVICE, config=replace(config, compile=compiled))
     start = time.perf_counter()
     agent.learn(steps, progress_bar=False)
-    return steps / (time.perf_counter() - start)
+    return agent.num_timesteps / (time.perf_counter() - start)
 
 
 def per_call_rows() -> list[str]:
@@ -144,7 +144,9 @@ def sb3_run(steps: int, seed: int) -> float:
     model = DQN("MlpPolicy", ENV, seed=seed, device=DEVICE, verbose=0, **ZOO_DQN)
     start = time.perf_counter()
     model.learn(steps)
-    return steps / (time.perf_counter() - start)
+    # the steps it took: SB3 collects whole rollouts of train_freq steps, so DQN's
+    # learn(10_000) takes 10_240 env steps (and one more update) with train_freq 256
+    return model.num_timesteps / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -183,7 +185,8 @@ def main() -> None:
         "",
         f"Command: `python scripts/bench_softq.py --steps {args.steps} --repeats {args.repeats} "
         f"--threads {args.threads} --device {args.device}`; env steps per second of "
-        f"`learn({args.steps})`, median of "
+        f"`learn({args.steps})` (the steps each took: SB3 collects whole rollouts of "
+        f"train_freq steps, so its run is rounded up to a multiple of 256), median of "
         f"{args.repeats} interleaved repeats. SB3 DQN with RL-Zoo's CartPole-v1 hyperparameters "
         f"(train_freq 256, gradient_steps 128, batch 64, 256-256 network, learning_starts 1000, "
         f"target_update_interval 10); SoftQ with its default CartPole config. Machine: "

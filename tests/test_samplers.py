@@ -20,6 +20,7 @@ from ebrl.samplers import (
     Langevin,
     MCMCInfo,
     MCMCState,
+    categorical_draw,
     draw,
     energy_and_grad,
     init_state,
@@ -450,3 +451,30 @@ def test_normalized_weights_equal_softmax_and_log_normalizer():
     torch.testing.assert_close(probs[:, :4], torch.softmax(log_w[:, :4], 0))
     torch.testing.assert_close(log_z, log_normalizer(log_w))
     assert log_z[4] == -math.inf
+
+
+@pytest.mark.parametrize("shape", [(1, 2), (16, 5), (3, 7)])
+def test_categorical_draw_is_torch_multinomial_without_its_check(shape):
+    """The same draws as ``torch.multinomial(p, 1)`` from the same generator state (its own
+    algorithm), unnormalised weights and zero weights included, and the generator ends in the
+    same state."""
+    weights = torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 3
+    weights[:, 0] = 0.0  # a zero-probability category is never drawn
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    ours = torch.stack([categorical_draw(weights, g1) for _ in range(300)])
+    torchs = torch.stack([torch.multinomial(weights, 1, generator=g2)[:, 0] for _ in range(300)])
+    assert torch.equal(ours, torchs)
+    assert torch.equal(g1.get_state(), g2.get_state())
+    assert (ours != 0).all()
+
+
+def test_categorical_draw_frequencies_match_the_probabilities():
+    """Chi-square goodness of fit of 20k draws of one row against its normalised weights."""
+    weights = torch.tensor([[0.5, 2.0, 1.0, 0.0, 0.25]])
+    index = categorical_draw(weights.expand(20_000, 5), torch.Generator().manual_seed(0))
+    counts = torch.bincount(index, minlength=5).double()
+    expected = weights[0].double() / weights.double().sum() * 20_000
+    assert counts[3] == 0
+    keep = expected > 0
+    p_value = sps.chisquare(counts[keep].numpy(), expected[keep].numpy()).pvalue
+    assert p_value > 1e-3

@@ -46,6 +46,7 @@ from ebrl.agents.evaluation import EnvLike
 from ebrl.agents.updates import adam_step, polyak_update
 from ebrl.networks import mlp
 from ebrl.policies import AnchoredPolicy, UniformAnchor, categorical_log_probs
+from ebrl.samplers import categorical_draw
 
 __all__ = ["SoftQ", "SoftQConfig", "SoftQNetworks", "q_loss"]
 
@@ -307,14 +308,16 @@ class SoftQ(OffPolicyAgent):
         if self.policy is not self._own_policy:
             return self.policy.act(obs, deterministic, self.generator), {}
         probs = self._policy_probs(self.nets, obs, self._policy_temperature)
-        if not bool(torch.isfinite(probs).all()):  # NaN Q, or no action the anchor allows
+        # softmax gives NaN, never inf, for a NaN or infinite Q, and for a state where the
+        # anchor allows no action: one test, the call's one host sync
+        if bool(probs.isnan().any()):
             raise ValueError(
                 "SoftQ.act: the policy is NaN or has no action of nonzero probability for some "
                 "state (a NaN Q-value or observation, or an anchor of zero everywhere)"
             )
         if deterministic:
             return probs.argmax(-1), {}
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1), {}
+        return categorical_draw(probs, self.generator), {}
 
     def explore(self, obs: Tensor) -> Tensor:
         probs = categorical_log_probs(self.nets.anchor(obs)).exp()

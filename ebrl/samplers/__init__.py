@@ -6,7 +6,14 @@ MCMC samplers are pure steps over :class:`MCMCState` driven by one loop, :func:`
 (:mod:`ebrl.samplers.mcmc` says how a new one plugs in).
 """
 
-from ebrl.samplers.base import Box, SampleResult, SamplerWarning, draw, energy_and_grad
+from ebrl.samplers.base import (
+    Box,
+    SampleResult,
+    SamplerWarning,
+    categorical_draw,
+    draw,
+    energy_and_grad,
+)
 from ebrl.samplers.box import sample_energy
 from ebrl.samplers.chain import Chain, Sampler
 from ebrl.samplers.importance import ImportanceSampler, effective_sample_size, log_normalizer
@@ -34,6 +41,7 @@ __all__ = [
     "SampleResult",
     "Sampler",
     "SamplerWarning",
+    "categorical_draw",
     "draw",
     "effective_sample_size",
     "energy_and_grad",

@@ -13,6 +13,7 @@ from ebrl.samplers.base import (
     Box,
     EnergyFn,
     SampleResult,
+    categorical_draw,
     check_bool,
     check_generator_type,
     check_proposal,
@@ -76,8 +77,8 @@ class ImportanceSampler:
         bounds: optional ``(low, high)`` box, broadcastable to the event shape ``[d]``.
         check: end each call with one host sync that raises ``ValueError`` on NaN (or
             ``-inf``) energies or proposal log-densities, and on a batch element whose particles
-            all have zero weight; ``False`` skips it, for hot loops (bad weights then surface as
-            NaN stats, or as ``torch.multinomial``'s own error).
+            all have zero weight; ``False`` skips it, for hot loops: bad weights then surface
+            as NaN stats (and, for ``num_samples > 1``, as ``torch.multinomial``'s own error).
 
     Example:
         >>> from ebrl.energy import GaussianEnergy
@@ -165,7 +166,10 @@ class ImportanceSampler:
         batch_shape, d = particles.shape[1:-1], particles.shape[-1]
         b = math.prod(batch_shape)  # explicit, not -1: an empty batch has no inferable size
         probs = probs.reshape(self.n_particles, b).T  # [B, n]
-        index = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
+        if num_samples == 1:  # torch.multinomial's draw without its input check's host syncs
+            index = categorical_draw(probs, generator).unsqueeze(1)
+        else:
+            index = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
         flat = particles.reshape(self.n_particles, b, d)  # [n, B, d]
         chosen = flat[index.T, torch.arange(flat.shape[1], device=flat.device)]  # [m, B, d]
         stats = {"ess": effective_sample_size(log_weights), "log_normalizer": log_z}
