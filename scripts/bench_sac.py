@@ -161,8 +161,10 @@ def inline_acting(agent: SAC, obs: torch.Tensor, n: int, mix: float) -> torch.Te
         x = torch.baddbmm(layer.bias, x, layer.weight)
         x = torch.relu(x) if i < len(critic) - 1 else x
     log_w = x.min(0).values.reshape(n, batch) / agent.temperature - log_q
-    index = torch.multinomial(torch.softmax(log_w, 0).T, 1, generator=g)
-    return a[index[:, 0], torch.arange(batch, device=dev)]
+    # one draw per state: torch.multinomial(p, 1)'s own algorithm, without its input checks
+    p = torch.softmax(log_w, 0).T
+    index = (p / torch.empty_like(p).exponential_(generator=g)).argmax(-1)
+    return a[index, torch.arange(batch, device=dev)]
 
 
 def timed_acting(eager: SAC, compiled: SAC, obs: torch.Tensor) -> dict[str, float]:

@@ -29,6 +29,12 @@ import torch
 TIMING = ("wall_s", "env_steps_per_s", "checkpoint", "logdir")
 
 
+def _pythonpath() -> str:
+    """The repository first, then the caller's own PYTHONPATH (where packages may live)."""
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+
 def train(argv: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ebrl", "train", *argv],
@@ -36,7 +42,7 @@ def train(argv: list[str], cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": _pythonpath()},
     )
 
 

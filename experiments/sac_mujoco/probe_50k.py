@@ -7,6 +7,7 @@ or a passing phase. SB3 trains the same, bit for bit, whatever the evaluation sc
 Usage: python experiments/sac_mujoco/probe_50k.py SEED   (prints (step, mean return) pairs)
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,7 +24,11 @@ def main() -> None:
     from stable_baselines3 import SAC as SB3SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
-    seed = int(sys.argv[1])
+    parser = argparse.ArgumentParser(
+        description="Evaluates SB3's SAC on Hopper-v5 at 16 steps between 45k and 51k."
+    )
+    parser.add_argument("seed", type=int, help="the SB3 run's seed, as in run.py")
+    seed = parser.parse_args().seed
     torch.set_num_threads(1)
     torch.manual_seed(seed)  # as run.py
     model = SB3SAC("MlpPolicy", "Hopper-v5", seed=seed, device="cpu", verbose=0,
