@@ -453,16 +453,26 @@ def test_normalized_weights_equal_softmax_and_log_normalizer():
     assert log_z[4] == -math.inf
 
 
+@pytest.mark.parametrize(
+    "layout", ["2-D", "transposed", "1-D", "float64"]
+)  # transposed: the agents draw from softmax(log w, 0).T
 @pytest.mark.parametrize("shape", [(1, 2), (16, 5), (3, 7)])
-def test_categorical_draw_is_torch_multinomial_without_its_check(shape):
+def test_categorical_draw_is_torch_multinomial_without_its_check(shape, layout):
     """The same draws as ``torch.multinomial(p, 1)`` from the same generator state (its own
     algorithm), unnormalised weights and zero weights included, and the generator ends in the
     same state."""
-    weights = torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 3
-    weights[:, 0] = 0.0  # a zero-probability category is never drawn
+    weights = torch.rand(shape[::-1], generator=torch.Generator().manual_seed(1)) * 3
+    weights[0] = 0.0  # a zero-probability category is never drawn
+    weights = weights.T  # [*shape], not contiguous
+    if layout != "transposed":
+        weights = weights.contiguous()
+    if layout == "1-D":
+        weights = weights[0]
+    if layout == "float64":
+        weights = weights.double()
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     ours = torch.stack([categorical_draw(weights, g1) for _ in range(300)])
-    torchs = torch.stack([torch.multinomial(weights, 1, generator=g2)[:, 0] for _ in range(300)])
+    torchs = torch.stack([torch.multinomial(weights, 1, generator=g2)[..., 0] for _ in range(300)])
     assert torch.equal(ours, torchs)
     assert torch.equal(g1.get_state(), g2.get_state())
     assert (ours != 0).all()

@@ -335,3 +335,25 @@ def test_an_assigned_policy_acts_and_reads_the_agents_temperature():
     assert (agent.predict(obs)[0] == 0).all() and (agent.predict(obs, True)[0] == 0).all()
     with pytest.raises(TypeError, match="must be an AnchoredPolicy"):
         agent.policy = "greedy"
+
+
+@pytest.mark.parametrize("bias", [math.nan, math.inf])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_act_refuses_a_nan_policy(bias, deterministic):
+    """A NaN or +inf Q-value makes the policy NaN: act raises (it did not draw an action)."""
+    agent = SoftQ("CartPole-v1", **SMALL)
+    with torch.no_grad():
+        agent.nets.q[-1].bias[0] = bias
+    with pytest.raises(ValueError, match=r"SoftQ\.act: the policy is NaN"):
+        agent.act(torch.zeros(3, 4), deterministic)
+
+
+def test_act_refuses_a_state_with_no_allowed_action():
+    """An anchor of zero everywhere leaves no action to take: act raises, in both modes."""
+    agent = SoftQ("CartPole-v1", anchor=FixedAnchor([0.0, 0.0]), **SMALL)
+    for deterministic in (False, True):
+        with pytest.raises(ValueError, match="no action of nonzero probability"):
+            agent.act(torch.zeros(2, 4), deterministic)
+    agent = SoftQ("CartPole-v1", anchor=FixedAnchor([0.0, 1.0]), **SMALL)
+    actions, _ = agent.act(torch.zeros(64, 4), False)
+    assert (actions == 1).all()  # the action of anchor probability 0 is never drawn

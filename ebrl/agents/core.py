@@ -344,7 +344,7 @@ class OffPolicyAgent:
             and obs.shape[1:] == (self.obs_dim,)
             and obs.flags.c_contiguous
             and self.device.type == "cpu"
-        ):  # the vector env's own batch (the usual case): a view, ~8 us less per env step
+        ):  # the vector env's own batch (the usual case): a view, as as_tensor's, ~1.4 us sooner
             return torch.from_numpy(obs)
         return torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(
             -1, self.obs_dim

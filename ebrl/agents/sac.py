@@ -596,7 +596,7 @@ class SAC(OffPolicyAgent):
                 "SAC.act: the acting sampler's weights are NaN or infinite for some state "
                 "(NaN or infinite Q-values, observations or actor outputs?)"
             )
-        index = categorical_draw(probs.T, self.generator)  # checked above: no sync here
+        index = categorical_draw(probs.T, self.generator)  # checked above (sampler.check)
         actions = particles.gather(0, index.view(1, batch, 1).expand(1, batch, self.act_dim))[0]
         # Kish's ESS from the normalised weights: 1 / sum p^2
         return actions, {"ess": probs.square().sum(0).reciprocal(), "log_normalizer": log_z}

@@ -308,12 +308,14 @@ class SoftQ(OffPolicyAgent):
         if self.policy is not self._own_policy:
             return self.policy.act(obs, deterministic, self.generator), {}
         probs = self._policy_probs(self.nets, obs, self._policy_temperature)
-        # softmax gives NaN, never inf, for a NaN or infinite Q, and for a state where the
-        # anchor allows no action: one test, the call's one host sync
+        # softmax's rows are NaN, never inf, for a NaN Q, a +inf Q of an allowed action, and
+        # a state where no action is allowed (anchor 0 or Q -inf everywhere): one test, the
+        # call's one host sync
         if bool(probs.isnan().any()):
             raise ValueError(
                 "SoftQ.act: the policy is NaN or has no action of nonzero probability for some "
-                "state (a NaN Q-value or observation, or an anchor of zero everywhere)"
+                "state (a NaN or +inf Q-value, a NaN observation, or an anchor of zero "
+                "everywhere)"
             )
         if deterministic:
             return probs.argmax(-1), {}

@@ -78,7 +78,8 @@ class ImportanceSampler:
         check: end each call with one host sync that raises ``ValueError`` on NaN (or
             ``-inf``) energies or proposal log-densities, and on a batch element whose particles
             all have zero weight; ``False`` skips it, for hot loops: bad weights then surface
-            as NaN stats (and, for ``num_samples > 1``, as ``torch.multinomial``'s own error).
+            only as NaN or infinite stats, with arbitrary samples (for ``num_samples > 1`` also
+            as ``torch.multinomial``'s own error).
 
     Example:
         >>> from ebrl.energy import GaussianEnergy
