@@ -161,8 +161,11 @@ def inline_acting(agent: SAC, obs: torch.Tensor, n: int, mix: float) -> torch.Te
         x = torch.baddbmm(layer.bias, x, layer.weight)
         x = torch.relu(x) if i < len(critic) - 1 else x
     log_w = x.min(0).values.reshape(n, batch) / agent.temperature - log_q
-    # one draw per state: torch.multinomial(p, 1)'s own algorithm, without its input checks
+    # one draw per state after one check of the weights (one host sync), as the agent does:
+    # torch.multinomial(p, 1)'s own algorithm, without its input check
     p = torch.softmax(log_w, 0).T
+    if not math.isfinite(float(p.sum())):
+        raise ValueError("inline_acting: NaN weights")
     index = (p / torch.empty_like(p).exponential_(generator=g)).argmax(-1)
     return a[index, torch.arange(batch, device=dev)]
 
