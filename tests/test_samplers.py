@@ -488,3 +488,16 @@ def test_categorical_draw_frequencies_match_the_probabilities():
     keep = expected > 0
     p_value = sps.chisquare(counts[keep].numpy(), expected[keep].numpy()).pvalue
     assert p_value > 1e-3
+
+
+def test_categorical_draw_rejects_bad_input():
+    """Wrong types and shapes are named errors (the weights' values are the caller's to check)."""
+    with pytest.raises(TypeError, match="probs must be a floating-point tensor, got list"):
+        categorical_draw([0.5, 0.5])
+    with pytest.raises(TypeError, match=r"probs must be a floating-point tensor, got torch\.int64"):
+        categorical_draw(torch.ones(2, 3, dtype=torch.int64))
+    for shape in [(), (4, 0)]:
+        with pytest.raises(ValueError, match="n >= 1 categories"):
+            categorical_draw(torch.ones(shape))
+    with pytest.raises(TypeError, match=r"generator must be a torch\.Generator or None, got int"):
+        categorical_draw(torch.ones(2, 3), generator=0)

@@ -258,8 +258,17 @@ def categorical_draw(probs: Tensor, generator: torch.Generator | None = None) ->
     kernel launches and a device-side assert that ends the CUDA context on bad input. The
     caller validates instead (the agents once per call, where they read a result back anyway):
     an invalid row (a NaN, an infinite or negative weight, all zeros) gets some index, not an
-    error.
+    error. Its arguments' types and shape are checked (on the host, no sync).
     """
+    if not isinstance(probs, Tensor) or not probs.is_floating_point():
+        got = probs.dtype if isinstance(probs, Tensor) else type(probs).__name__
+        raise TypeError(f"categorical_draw: probs must be a floating-point tensor, got {got}")
+    if probs.dim() < 1 or probs.shape[-1] < 1:
+        raise ValueError(
+            f"categorical_draw: probs must be [..., n] with n >= 1 categories, got shape "
+            f"{tuple(probs.shape)}"
+        )
+    check_generator_type("categorical_draw", generator)
     exponential = torch.empty_like(probs).exponential_(generator=generator)
     return (probs / exponential).argmax(-1)
 
