@@ -12,7 +12,7 @@ from torch import nn
 from torch.distributions import Categorical
 
 from ebrl.agents import SACConfig, SoftQ, SoftQConfig, Transitions, load_agent
-from ebrl.agents.softq import q_loss
+from ebrl.agents.softq import q_loss, q_loss_with_gradients
 from ebrl.agents.updates import temperature_loss
 from ebrl.cli import main
 from ebrl.policies import CategoricalAnchor
@@ -156,6 +156,45 @@ def test_each_loss_alone_puts_gradients_only_on_its_owner(double_q):
         assert agent.log_temperature.grad is not None
         assert all(p.grad is None for p in agent.nets.q.parameters())
         assert all(p.grad is None for p in anchor.parameters())
+
+
+@pytest.mark.parametrize("anchor", [None, "learned", "with_zeros"])
+@pytest.mark.parametrize("double_q", [False, True])
+@pytest.mark.parametrize("loss", ["huber", "mse"])
+def test_gradients_by_hand_equal_autograds(anchor, double_q, loss):
+    anchor = {
+        None: None,
+        "learned": CategoricalAnchor(4, 2, hidden_sizes=(8,)),
+        "with_zeros": FixedAnchor([0.0, 1.0]),
+    }[anchor]
+    agent = SoftQ("CartPole-v1", anchor=anchor, **SMALL)
+    batch = random_batch(agent)
+    batch = batch._replace(rewards=batch.rewards * 3)  # errors beyond the Huber loss's kink too
+    options = {"gamma": 0.99, "loss": loss, "double_q": double_q}
+    value, terms = q_loss(agent.nets, batch, agent.temperature, **options)
+    value.backward()
+    expected = [p.grad.clone() for p in agent.nets.q.parameters()]
+    by_hand, hand_terms = q_loss_with_gradients(agent.nets, batch, agent.temperature, **options)
+    torch.testing.assert_close(by_hand, value.detach(), rtol=0, atol=0)
+    assert terms.keys() == hand_terms.keys()
+    for key, term in terms.items():
+        torch.testing.assert_close(hand_terms[key], term.detach(), rtol=0, atol=0)
+    for p, e in zip(agent.nets.q.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, e, rtol=1e-6, atol=1e-8)
+    assert all(p.grad is None for p in agent.nets.q_target.parameters())
+
+
+def test_update_computes_gradients_by_hand_eagerly_and_trains_as_autograd_does():
+    runs = []
+    for by_hand in (True, False):
+        agent = SoftQ("CartPole-v1", seed=3, **SMALL_STEPS)
+        assert agent._gradients_by_hand  # eager, ReLU: the default
+        agent._gradients_by_hand = by_hand
+        for i in range(12):  # past a target update (interval 10), temperature stepping
+            agent.update(random_batch(agent, seed=i))
+        runs.append([*agent.nets.q.parameters(), agent.log_temperature])
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_target_network_updates_every_interval():

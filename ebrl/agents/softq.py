@@ -48,7 +48,7 @@ from ebrl.networks import mlp
 from ebrl.policies import AnchoredPolicy, UniformAnchor, categorical_log_probs
 from ebrl.samplers import categorical_draw
 
-__all__ = ["SoftQ", "SoftQConfig", "SoftQNetworks", "q_loss"]
+__all__ = ["SoftQ", "SoftQConfig", "SoftQNetworks", "q_loss", "q_loss_with_gradients"]
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,57 @@ def q_loss(
     ``double_q`` ``sum_a pi(a|s') [Q'(s', a) - T log(pi(a|s') / anchor(a|s'))]`` with ``pi`` the
     online network's policy.
     """
+    target, reg = _soft_target(nets, batch, temperature, gamma, double_q)
+    q_all = nets.q(batch.obs)
+    q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    value_loss = _regression(q, target, loss)
+    return value_loss, _terms(nets, batch, temperature, value_loss, q_all.detach(), q, target, reg)
+
+
+def q_loss_with_gradients(
+    nets: SoftQNetworks,
+    batch: Transitions,
+    temperature: Tensor,
+    *,
+    gamma: float,
+    loss: str = "huber",
+    double_q: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`q_loss`, with the Q-network's gradient of it set in its parameters' ``.grad``
+    (as ``zero_grad(set_to_none=True)`` then ``loss.backward()`` would) by hand: the loss's
+    derivative in ``Q(s, a)`` in closed form, then
+    :meth:`~ebrl.networks.MLP.backward_parameters`. The same ops as autograd's, so the same
+    numbers (tested), at ~15% less time per CartPole gradient step on a CPU (the autograd
+    engine's cost per node is much of a small network's step). ReLU Q-networks only
+    (:attr:`~ebrl.networks.MLP.relu_only`: SoftQ's own).
+    """
+    with torch.no_grad():
+        target, reg = _soft_target(nets, batch, temperature, gamma, double_q)
+        q_all, inputs = nets.q.forward_keeping_inputs(batch.obs)
+        actions = batch.actions.unsqueeze(1)
+        q = q_all.gather(1, actions).squeeze(1)
+        value_loss = _regression(q, target, loss)
+        # d loss / d Q(s, a), as ATen's backward of the mean-reduced losses computes it:
+        # smooth L1 (beta 1) 1/B clamp(q - y, -1, 1), MSE 2/B (q - y); 0 for the other actions
+        error = q - target
+        if loss == "huber":
+            grad_q = error.clamp_(-1.0, 1.0).mul_(1.0 / len(q))
+        else:
+            grad_q = error.mul_(2.0 / len(q))
+        grad = torch.zeros_like(q_all).scatter_(1, actions, grad_q.unsqueeze(1))
+        nets.q.backward_parameters(inputs, grad)
+    return value_loss, _terms(nets, batch, temperature, value_loss, q_all, q, target, reg)
+
+
+def _soft_target(
+    nets: SoftQNetworks, batch: Transitions, temperature: Tensor, gamma: float, double_q: bool
+) -> tuple[Tensor, Tensor | None]:
+    """``(y, reg)``: the regression target ``y = r + gamma (1 - d) V'(s')`` (see
+    :func:`q_loss`), and with ``double_q`` the policy's regulariser at ``s'`` (it computes that
+    policy), else ``None``."""
     with torch.no_grad():
         q_next = nets.q_target(batch.next_obs)
+        reg = None
         if double_q:
             log_pi, log_anchor = nets.log_policy(
                 batch.next_obs, nets.q(batch.next_obs), temperature
@@ -194,20 +243,34 @@ def q_loss(
             scaled = _scaled(nets.log_anchor(batch.next_obs), q_next, temperature)
             value = temperature * torch.logsumexp(scaled, -1)
         target = torch.addcmul(batch.rewards, 1 - batch.terminated, value, value=gamma)
-    q_all = nets.q(batch.obs)
-    q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    return target, reg
+
+
+def _regression(q: Tensor, target: Tensor, loss: str) -> Tensor:
     if loss == "huber":
-        value_loss = nn.functional.smooth_l1_loss(q, target)
-    else:
-        value_loss = nn.functional.mse_loss(q, target)
-    if not double_q:  # the regulariser on the batch's states (double-Q has it for s')
+        return nn.functional.smooth_l1_loss(q, target)
+    return nn.functional.mse_loss(q, target)
+
+
+def _terms(
+    nets: SoftQNetworks,
+    batch: Transitions,
+    temperature: Tensor,
+    value_loss: Tensor,
+    q_all: Tensor,
+    q: Tensor,
+    target: Tensor,
+    reg: Tensor | None,
+) -> dict[str, Tensor]:
+    """The loss's logged terms; the regulariser on the batch's states where the target did not
+    compute it at ``s'`` (``q_all``: the detached ``Q(s, .)``)."""
+    if reg is None:
         with torch.no_grad():
-            reg = _regulariser(*nets.log_policy(batch.obs, q_all.detach(), temperature))
+            reg = _regulariser(*nets.log_policy(batch.obs, q_all, temperature))
     reg = reg.mean()
     name, value = ("entropy", -reg) if nets.entropy_mode else ("kl_to_anchor", reg)
     # q and target are logged as vectors: the core averages them at its log writes
-    terms = {"q_loss": value_loss, "q_mean": q.detach(), "target_mean": target, name: value}
-    return value_loss, terms
+    return {"q_loss": value_loss, "q_mean": q.detach(), "target_mean": target, name: value}
 
 
 # ----------------------------------------------------------------------------- the agent
@@ -289,6 +352,9 @@ class SoftQ(OffPolicyAgent):
         # stay eager).
         self._policy_probs = self._hot_path(policy_probs, fullgraph=True)
         self._q_loss = self._hot_path(q_loss, fullgraph=False)
+        # Eager, the Q-network's gradient is computed by hand (q_loss_with_gradients: the same
+        # numbers, ~15% faster); compiled, the compiler sees q_loss and its autograd backward.
+        self._gradients_by_hand = not self.compiled and self.nets.q.relu_only
 
     @staticmethod
     def _check_action_space(space: gym.Space) -> gym.spaces.Discrete:
@@ -334,16 +400,13 @@ class SoftQ(OffPolicyAgent):
         """One gradient step on the Q-network (clipped), then the temperature; the target
         network every ``target_update_interval`` steps."""
         cfg = self.config
-        loss, metrics = self._q_loss(
-            self.nets,
-            batch,
-            self.temperature,
-            gamma=cfg.gamma,
-            loss=cfg.loss,
-            double_q=cfg.double_q,
-        )
-        self.q_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        options = {"gamma": cfg.gamma, "loss": cfg.loss, "double_q": cfg.double_q}
+        if self._gradients_by_hand:
+            _, metrics = q_loss_with_gradients(self.nets, batch, self.temperature, **options)
+        else:
+            loss, metrics = self._q_loss(self.nets, batch, self.temperature, **options)
+            self.q_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         adam_step(self.q_optimizer, cfg.max_grad_norm)
 
         reg = -metrics["entropy"] if self.entropy_mode else metrics["kl_to_anchor"]

@@ -1,0 +1,48 @@
+"""The MLP builder's hand-written backward (what SoftQ's update uses) against autograd."""
+
+import pytest
+import torch
+
+from ebrl.networks import mlp
+
+
+@pytest.mark.parametrize("hidden", [(), (16,), (16, 8, 12)])
+def test_backward_parameters_equals_autograd(hidden):
+    torch.manual_seed(0)
+    net = mlp(5, hidden, 3, "relu")
+    x, grad_out = torch.randn(32, 5), torch.randn(32, 3)
+    (net(x) * grad_out).sum().backward()
+    expected = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=False)  # set, not accumulated: stale grads must not count
+    out, inputs = net.forward_keeping_inputs(x)
+    torch.testing.assert_close(out, net(x), rtol=0, atol=0)
+    net.backward_parameters(inputs, grad_out)
+    for p, e in zip(net.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, e, rtol=1e-6, atol=1e-8)
+    assert not out.requires_grad
+
+
+def test_backward_parameters_masks_where_the_relu_was_off():
+    net = mlp(1, (2,), 1, "relu")
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        net[0].bias.zero_()
+        net[2].weight.fill_(1.0)
+    _, inputs = net.forward_keeping_inputs(torch.tensor([[2.0]]))  # hidden (2, 0)
+    net.backward_parameters(inputs, torch.ones(1, 1))
+    assert net[0].weight.grad.tolist() == [[2.0], [0.0]]  # the off unit gets nothing
+    assert net[2].weight.grad.tolist() == [[2.0, 0.0]]
+
+
+def test_backward_helpers_reject_what_they_do_not_support():
+    with pytest.raises(ValueError, match=r"ReLU MLPs only.*SiLU"):
+        mlp(2, (4,), 1, "silu").forward_keeping_inputs(torch.zeros(3, 2))
+    assert not mlp(2, (4,), 1, "tanh").relu_only and mlp(2, (4,), 1).relu_only
+    net = mlp(2, (4,), 1)
+    with pytest.raises(ValueError, match=r"x must be a batch \[B, in\]"):
+        net.forward_keeping_inputs(torch.zeros(5, 3, 2))
+    _, inputs = net.forward_keeping_inputs(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="one tensor per Linear layer"):
+        net.backward_parameters(inputs[:1], torch.zeros(3, 1))
+    with pytest.raises(ValueError, match=r"grad_output must be \[B, 1\]"):
+        net.backward_parameters(inputs, torch.zeros(3, 2))
