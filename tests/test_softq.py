@@ -197,6 +197,24 @@ def test_update_computes_gradients_by_hand_eagerly_and_trains_as_autograd_does()
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_temperature_step_is_an_adam_step_on_the_dual_loss():
+    """The agent sets the dual loss's gradient by hand (it is linear in log T): the logged loss
+    and the step equal autograd's on temperature_loss, then torch's Adam."""
+    agent = SoftQ("CartPole-v1", **SMALL)
+    log_t = agent.log_temperature.detach().clone().requires_grad_(True)
+    reference = torch.optim.Adam([log_t], lr=agent.config.learning_rate)
+    for reg in (-0.3, -0.9, -0.1):  # an entropy above, below, above the target
+        reg = torch.tensor(reg)
+        loss, _ = temperature_loss(log_t, reg, agent.bound)
+        reference.zero_grad()
+        loss.backward()
+        reference.step()
+        terms = agent.step_temperature(reg)
+        torch.testing.assert_close(terms["temperature_loss"], loss.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(agent.log_temperature.detach(), log_t.detach())
+        assert torch.equal(agent._policy_temperature, agent.log_temperature.detach().exp())
+
+
 def test_target_network_updates_every_interval():
     agent = SoftQ("CartPole-v1", **{**SMALL_STEPS, "target_update_interval": 3})
     before = [p.clone() for p in agent.nets.q_target.parameters()]
