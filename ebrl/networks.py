@@ -48,67 +48,83 @@ class MLP(nn.Sequential):
         return x
 
     @property
-    def relu_only(self) -> bool:
-        """Whether every activation is a ReLU (or there is none): what
-        :meth:`backward_parameters` supports."""
-        return all(isinstance(layer, nn.Linear | nn.ReLU) for layer in self)
+    def is_relu_mlp(self) -> bool:
+        """Whether the layers are ``Linear, ReLU, Linear, ..., Linear`` (what
+        ``mlp(..., "relu")`` builds): what :meth:`backward_parameters` supports."""
+        return _relu_mlp_linears(list(self)) is not None
 
-    @torch.no_grad()
     def forward_keeping_inputs(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """``(self(x), inputs)``, ``inputs`` being each ``Linear`` layer's input (``x``, then the
         activations), what :meth:`backward_parameters` needs; no autograd graph. ReLU MLPs
-        only (:attr:`relu_only`), on a batch ``x[B, in]``."""
-        self._check_relu("forward_keeping_inputs")
+        only (:attr:`is_relu_mlp`), on a batch ``x[B, in]``."""
+        linears = self._linears_of_relu_mlp("forward_keeping_inputs")
         if x.dim() != 2:
             raise ValueError(
                 f"MLP.forward_keeping_inputs: x must be a batch [B, in], got {list(x.shape)}"
             )
         inputs = []
-        for layer in self:
-            if isinstance(layer, nn.Linear):
+        with torch.no_grad():
+            for i, layer in enumerate(linears):
+                if i > 0:
+                    x = torch.relu(x)
                 inputs.append(x)
                 x = functional.linear(x, layer.weight, layer.bias)
-            else:
-                x = torch.relu(x)
         return x, inputs
 
-    @torch.no_grad()
     def backward_parameters(self, inputs: list[Tensor], grad_output: Tensor) -> None:
         """Sets every parameter's ``.grad`` to the gradient of ``(self(x) * grad_output).sum()``
         (``inputs`` from :meth:`forward_keeping_inputs`; ``grad_output[B, out]``), as
         ``zero_grad(set_to_none=True)`` then ``backward`` would, by the same ops autograd runs
-        for ``linear`` and ``relu`` (the same numbers), without the autograd engine: a
-        256-256 Q-network's gradient step on a batch of 64 is ~15% faster on a CPU, where the
-        engine's per-node cost is a large part of a small network's step. ReLU MLPs only.
+        for ``linear`` and ``relu`` (the same numbers), without the autograd engine, whose cost
+        per node is much of a small network's step on a CPU. ReLU MLPs only
+        (:attr:`is_relu_mlp`).
 
-        A ReLU's input was positive exactly where its output (the next layer's input) is, so
-        the activations alone carry the masks (autograd's ``threshold_backward`` on the
+        Each hidden ReLU's input was positive exactly where its output, the next layer's
+        input, is: the inputs alone carry the masks (autograd's ``threshold_backward`` on the
         result, as for ``torch.relu``)."""
-        self._check_relu("backward_parameters")
-        linears = [layer for layer in self if isinstance(layer, nn.Linear)]
+        linears = self._linears_of_relu_mlp("backward_parameters")
         if len(inputs) != len(linears):
             raise ValueError(
                 f"MLP.backward_parameters: inputs must hold one tensor per Linear layer "
                 f"({len(linears)}), got {len(inputs)}"
             )
-        if grad_output.dim() != 2 or grad_output.shape[-1] != linears[-1].out_features:
+        out_features = linears[-1].out_features
+        if grad_output.dim() != 2 or grad_output.shape[-1] != out_features:
             raise ValueError(
-                f"MLP.backward_parameters: grad_output must be [B, {linears[-1].out_features}], "
+                f"MLP.backward_parameters: grad_output must be [B, {out_features}], "
                 f"got {list(grad_output.shape)}"
             )
         grad = grad_output
-        for i in range(len(linears) - 1, -1, -1):
-            layer = linears[i]
-            layer.weight.grad = grad.t() @ inputs[i]
-            if layer.bias is not None:
-                layer.bias.grad = grad.sum(0)
-            if i > 0:  # the input's gradient, through the ReLU that made it
-                grad = torch.ops.aten.threshold_backward(grad @ layer.weight, inputs[i], 0)
+        with torch.no_grad():
+            for i in range(len(linears) - 1, -1, -1):
+                weight, bias = linears[i].weight, linears[i].bias
+                weight.grad = grad.t() @ inputs[i]
+                if bias is not None:
+                    bias.grad = grad.sum(0)
+                if i > 0:  # the input's gradient, through the ReLU that made it
+                    grad = torch.ops.aten.threshold_backward(grad @ weight, inputs[i], 0)
 
-    def _check_relu(self, where: str) -> None:
-        if not self.relu_only:
-            activations = sorted({type(m).__name__ for m in self if not isinstance(m, nn.Linear)})
-            raise ValueError(f"MLP.{where}: supports ReLU MLPs only, this one has {activations}")
+    def _linears_of_relu_mlp(self, where: str) -> list[nn.Linear]:
+        layers = list(self)
+        linears = _relu_mlp_linears(layers)
+        if linears is None:
+            names = [type(layer).__name__ for layer in layers]
+            raise ValueError(
+                f"MLP.{where}: supports Linear, ReLU, ..., Linear layers only, got {names}"
+            )
+        return linears
+
+
+def _relu_mlp_linears(layers: list[nn.Module]) -> list[nn.Linear] | None:
+    """The ``Linear`` layers of ``Linear, ReLU, ..., Linear``; ``None`` for other layers."""
+    linears = layers[::2]
+    if (
+        len(layers) % 2 == 1
+        and all(type(layer) is nn.Linear for layer in linears)
+        and all(type(layer) is nn.ReLU for layer in layers[1::2])
+    ):
+        return linears
+    return None
 
 
 def mlp(

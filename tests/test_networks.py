@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+from torch import nn
 
-from ebrl.networks import mlp
+from ebrl.networks import MLP, mlp
 
 
 @pytest.mark.parametrize("hidden", [(), (16,), (16, 8, 12)])
@@ -35,9 +36,16 @@ def test_backward_parameters_masks_where_the_relu_was_off():
 
 
 def test_backward_helpers_reject_what_they_do_not_support():
-    with pytest.raises(ValueError, match=r"ReLU MLPs only.*SiLU"):
+    with pytest.raises(ValueError, match=r"Linear, ReLU, \.\.\., Linear layers only.*SiLU"):
         mlp(2, (4,), 1, "silu").forward_keeping_inputs(torch.zeros(3, 2))
-    assert not mlp(2, (4,), 1, "tanh").relu_only and mlp(2, (4,), 1).relu_only
+    assert mlp(2, (4,), 1).is_relu_mlp and mlp(2, (), 1).is_relu_mlp
+    assert not mlp(2, (4,), 1, "tanh").is_relu_mlp
+    # ReLUs alone, but not one between every two Linear layers: its masks would be wrong
+    for layers in [(nn.Linear(2, 4), nn.Linear(4, 1)), (nn.ReLU(), nn.Linear(2, 1))]:
+        net = MLP(*layers)
+        assert not net.is_relu_mlp
+        with pytest.raises(ValueError, match="Linear layers only"):
+            net.backward_parameters([torch.zeros(3, 2)] * 2, torch.zeros(3, 1))
     net = mlp(2, (4,), 1)
     with pytest.raises(ValueError, match=r"x must be a batch \[B, in\]"):
         net.forward_keeping_inputs(torch.zeros(5, 3, 2))

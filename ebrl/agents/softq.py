@@ -204,7 +204,7 @@ def q_loss_with_gradients(
     :meth:`~ebrl.networks.MLP.backward_parameters`. The same ops as autograd's, so the same
     numbers (tested), at ~15% less time per CartPole gradient step on a CPU (the autograd
     engine's cost per node is much of a small network's step). ReLU Q-networks only
-    (:attr:`~ebrl.networks.MLP.relu_only`: SoftQ's own).
+    (:attr:`~ebrl.networks.MLP.is_relu_mlp`: SoftQ's own).
     """
     with torch.no_grad():
         if double_q:  # Q(s, .) and Q(s', .) in one pass (the same numbers, fewer ops)
@@ -366,7 +366,7 @@ class SoftQ(OffPolicyAgent):
         self._q_loss = self._hot_path(q_loss, fullgraph=False)
         # Eager, the Q-network's gradient is computed by hand (q_loss_with_gradients: the same
         # numbers, ~15% faster); compiled, the compiler sees q_loss and its autograd backward.
-        self._gradients_by_hand = not self.compiled and self.nets.q.relu_only
+        self._gradients_by_hand = not self.compiled and self.nets.q.is_relu_mlp
 
     @staticmethod
     def _check_action_space(space: gym.Space) -> gym.spaces.Discrete:
