@@ -81,7 +81,8 @@ class MLP(nn.Sequential):
 
         Each hidden ReLU's input was positive exactly where its output, the next layer's
         input, is: the inputs alone carry the masks (autograd's ``threshold_backward`` on the
-        result, as for ``torch.relu``)."""
+        result, as for ``torch.relu``). Hooks on the parameters' gradients do not run (no
+        autograd engine runs)."""
         linears = self._linears_of_relu_mlp("backward_parameters")
         if len(inputs) != len(linears):
             raise ValueError(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ebrl.agents import SAC, SACConfig, SoftQ, SoftQConfig
+from ebrl.agents import SAC, SACConfig, SoftQ, SoftQConfig, Transitions
 from ebrl.agents.sac import actor_sample, importance_step
+from ebrl.agents.softq import q_loss, q_loss_with_gradients
 from tests.test_compile import act_twice
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -78,6 +79,27 @@ def test_softq_on_cuda_eager_and_compiled():
         actions, _ = agent.act(agent.obs_tensor(agent._last_obs), deterministic=False)
         assert actions.device.type == "cuda"
         assert all(torch.isfinite(p).all() for p in agent.nets.q.parameters())
+
+
+def test_softq_gradients_by_hand_equal_autograds_on_cuda():
+    agent = SoftQ("CartPole-v1", seed=0, device="cuda", config=SoftQConfig(compile=False))
+    assert agent._gradients_by_hand
+    g = torch.Generator(device="cuda").manual_seed(0)
+    batch = Transitions(
+        obs=torch.randn(64, 4, generator=g, device="cuda"),
+        actions=torch.randint(0, 2, (64,), generator=g, device="cuda"),
+        rewards=3 * torch.randn(64, generator=g, device="cuda"),
+        next_obs=torch.randn(64, 4, generator=g, device="cuda"),
+        terminated=(torch.rand(64, generator=g, device="cuda") < 0.2).float(),
+    )
+    options = {"gamma": 0.99, "loss": "huber", "double_q": True}
+    value, _ = q_loss(agent.nets, batch, agent.temperature, **options)
+    value.backward()
+    expected = [p.grad.clone() for p in agent.nets.q.parameters()]
+    q_loss_with_gradients(agent.nets, batch, agent.temperature, **options)
+    for p, e in zip(agent.nets.q.parameters(), expected, strict=True):
+        assert p.grad.device.type == "cuda"
+        torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls", [SAC, SoftQ])

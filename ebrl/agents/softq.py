@@ -145,10 +145,10 @@ def _scaled(log_anchor: Tensor | None, q: Tensor, temperature: Tensor) -> Tensor
     return torch.where(log_anchor == -math.inf, -math.inf, log_anchor + q / temperature)
 
 
-def _regulariser(log_pi: Tensor, log_anchor: Tensor | None) -> Tensor:
+def _regulariser(log_pi: Tensor, log_anchor: Tensor | None, pi: Tensor | None = None) -> Tensor:
     """``sum_a pi (log pi - log anchor)`` per state (0 terms where pi = 0): the KL to the anchor,
-    or minus the entropy in entropy mode."""
-    pi = log_pi.exp()
+    or minus the entropy in entropy mode (``pi``: ``log_pi.exp()`` where the caller has it)."""
+    pi = log_pi.exp() if pi is None else pi
     if log_anchor is None:
         return -torch.special.entr(pi).sum(-1)
     return torch.where(pi > 0, pi * (log_pi - log_anchor), 0.0).sum(-1)
@@ -249,8 +249,9 @@ def _soft_target(
             if q_online_next is None:
                 q_online_next = nets.q(batch.next_obs)
             log_pi, log_anchor = nets.log_policy(batch.next_obs, q_online_next, temperature)
-            reg = _regulariser(log_pi, log_anchor)
-            value = (log_pi.exp() * q_next).sum(-1) - temperature * reg
+            pi = log_pi.exp()
+            reg = _regulariser(log_pi, log_anchor, pi)
+            value = (pi * q_next).sum(-1) - temperature * reg
         else:
             scaled = _scaled(nets.log_anchor(batch.next_obs), q_next, temperature)
             value = temperature * torch.logsumexp(scaled, -1)
