@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
+from torch.nn.modules import module as _module_hooks
 
 from ebrl.validation import check_int
 
@@ -49,18 +50,23 @@ class MLP(nn.Sequential):
 
     @property
     def is_relu_mlp(self) -> bool:
-        """Whether the layers are ``Linear, ReLU, Linear, ..., Linear`` (what
-        ``mlp(..., "relu")`` builds): what :meth:`backward_parameters` supports."""
-        return _relu_mlp_linears(list(self)) is not None
+        """Whether this MLP is ``Linear, ReLU, Linear, ..., Linear`` (what ``mlp(..., "relu")``
+        builds) with ``MLP``'s own forward and no forward hooks (its own or global): what
+        :meth:`forward_keeping_inputs` and :meth:`backward_parameters` compute exactly."""
+        return self._relu_mlp_problem() is None
 
     def forward_keeping_inputs(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """``(self(x), inputs)``, ``inputs`` being each ``Linear`` layer's input (``x``, then the
         activations), what :meth:`backward_parameters` needs; no autograd graph. ReLU MLPs
         only (:attr:`is_relu_mlp`), on a batch ``x[B, in]``."""
         linears = self._linears_of_relu_mlp("forward_keeping_inputs")
-        if x.dim() != 2:
+        first = linears[0].weight
+        if not isinstance(x, Tensor):
+            raise TypeError(f"MLP.forward_keeping_inputs: x must be a tensor, got {type(x)}")
+        if x.dim() != 2 or x.shape[1] != first.shape[1] or x.dtype != first.dtype:
             raise ValueError(
-                f"MLP.forward_keeping_inputs: x must be a batch [B, in], got {list(x.shape)}"
+                f"MLP.forward_keeping_inputs: x must be a batch [B, {first.shape[1]}] of "
+                f"{first.dtype}, got {list(x.shape)} of {x.dtype}"
             )
         inputs = []
         with torch.no_grad():
@@ -74,26 +80,38 @@ class MLP(nn.Sequential):
     def backward_parameters(self, inputs: list[Tensor], grad_output: Tensor) -> None:
         """Sets every parameter's ``.grad`` to the gradient of ``(self(x) * grad_output).sum()``
         (``inputs`` from :meth:`forward_keeping_inputs`; ``grad_output[B, out]``), as
-        ``zero_grad(set_to_none=True)`` then ``backward`` would, by the same ops autograd runs
-        for ``linear`` and ``relu`` (the same numbers), without the autograd engine, whose cost
-        per node is much of a small network's step on a CPU. ReLU MLPs only
-        (:attr:`is_relu_mlp`).
+        ``zero_grad(set_to_none=True)`` then ``backward`` would, by the ops autograd runs for
+        ``linear`` and ``relu`` (the same numbers), without the autograd engine, whose cost per
+        node is much of a small network's step on a CPU. ReLU MLPs only (:attr:`is_relu_mlp`).
 
         Each hidden ReLU's input was positive exactly where its output, the next layer's
         input, is: the inputs alone carry the masks (autograd's ``threshold_backward`` on the
         result, as for ``torch.relu``). Hooks on the parameters' gradients do not run (no
         autograd engine runs)."""
         linears = self._linears_of_relu_mlp("backward_parameters")
-        if len(inputs) != len(linears):
+        if len(inputs) != len(linears) or not all(
+            isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] == layer.in_features
+            for x, layer in zip(inputs, linears, strict=False)
+        ):
+            widths = [layer.in_features for layer in linears]
             raise ValueError(
-                f"MLP.backward_parameters: inputs must hold one tensor per Linear layer "
-                f"({len(linears)}), got {len(inputs)}"
+                "MLP.backward_parameters: inputs must be forward_keeping_inputs' list, one "
+                f"[B, in] tensor per Linear layer (in = {widths})"
             )
         out_features = linears[-1].out_features
-        if grad_output.dim() != 2 or grad_output.shape[-1] != out_features:
+        if (
+            not isinstance(grad_output, Tensor)
+            or grad_output.shape != (inputs[0].shape[0], out_features)
+            or grad_output.dtype != inputs[0].dtype
+        ):
+            got = (
+                f"{list(grad_output.shape)} of {grad_output.dtype}"
+                if isinstance(grad_output, Tensor)
+                else type(grad_output).__name__
+            )
             raise ValueError(
-                f"MLP.backward_parameters: grad_output must be [B, {out_features}], "
-                f"got {list(grad_output.shape)}"
+                f"MLP.backward_parameters: grad_output must be [{inputs[0].shape[0]}, "
+                f"{out_features}] of {inputs[0].dtype} (the inputs' batch), got {got}"
             )
         grad = grad_output
         with torch.no_grad():
@@ -106,26 +124,31 @@ class MLP(nn.Sequential):
                     grad = torch.ops.aten.threshold_backward(grad @ weight, inputs[i], 0)
 
     def _linears_of_relu_mlp(self, where: str) -> list[nn.Linear]:
+        problem = self._relu_mlp_problem()
+        if problem is not None:
+            raise ValueError(f"MLP.{where}: supports plain ReLU MLPs only; {problem}")
+        return list(self)[::2]
+
+    def _relu_mlp_problem(self) -> str | None:
+        """Why :attr:`is_relu_mlp` is false, or ``None``."""
         layers = list(self)
-        linears = _relu_mlp_linears(layers)
-        if linears is None:
+        if not (
+            len(layers) % 2 == 1
+            and all(type(layer) is nn.Linear for layer in layers[::2])
+            and all(type(layer) is nn.ReLU for layer in layers[1::2])
+        ):
             names = [type(layer).__name__ for layer in layers]
-            raise ValueError(
-                f"MLP.{where}: supports Linear, ReLU, ..., Linear layers only, got {names}"
-            )
-        return linears
-
-
-def _relu_mlp_linears(layers: list[nn.Module]) -> list[nn.Linear] | None:
-    """The ``Linear`` layers of ``Linear, ReLU, ..., Linear``; ``None`` for other layers."""
-    linears = layers[::2]
-    if (
-        len(layers) % 2 == 1
-        and all(type(layer) is nn.Linear for layer in linears)
-        and all(type(layer) is nn.ReLU for layer in layers[1::2])
-    ):
-        return linears
-    return None
+            return f"the layers must be Linear, ReLU, ..., Linear, got {names}"
+        if type(self).forward is not MLP.forward:
+            return f"{type(self).__name__} overrides forward"
+        if (
+            self._forward_hooks
+            or self._forward_pre_hooks
+            or _module_hooks._global_forward_hooks
+            or _module_hooks._global_forward_pre_hooks
+        ):
+            return "it has forward hooks, which these methods would not run"
+        return None
 
 
 def mlp(

@@ -14,7 +14,8 @@ def test_backward_parameters_equals_autograd(hidden):
     x, grad_out = torch.randn(32, 5), torch.randn(32, 3)
     (net(x) * grad_out).sum().backward()
     expected = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad(set_to_none=False)  # set, not accumulated: stale grads must not count
+    for p in net.parameters():  # set, not accumulated: stale grads must not count
+        p.grad = torch.full_like(p, 7.0)
     out, inputs = net.forward_keeping_inputs(x)
     torch.testing.assert_close(out, net(x), rtol=0, atol=0)
     net.backward_parameters(inputs, grad_out)
@@ -36,7 +37,7 @@ def test_backward_parameters_masks_where_the_relu_was_off():
 
 
 def test_backward_helpers_reject_what_they_do_not_support():
-    with pytest.raises(ValueError, match=r"Linear, ReLU, \.\.\., Linear layers only.*SiLU"):
+    with pytest.raises(ValueError, match=r"Linear, ReLU, \.\.\., Linear, got.*SiLU"):
         mlp(2, (4,), 1, "silu").forward_keeping_inputs(torch.zeros(3, 2))
     assert mlp(2, (4,), 1).is_relu_mlp and mlp(2, (), 1).is_relu_mlp
     assert not mlp(2, (4,), 1, "tanh").is_relu_mlp
@@ -44,13 +45,31 @@ def test_backward_helpers_reject_what_they_do_not_support():
     for layers in [(nn.Linear(2, 4), nn.Linear(4, 1)), (nn.ReLU(), nn.Linear(2, 1))]:
         net = MLP(*layers)
         assert not net.is_relu_mlp
-        with pytest.raises(ValueError, match="Linear layers only"):
+        with pytest.raises(ValueError, match=r"Linear, ReLU, \.\.\., Linear"):
             net.backward_parameters([torch.zeros(3, 2)] * 2, torch.zeros(3, 1))
+
+    # a forward that is not MLP's, or hooks these methods would not run
+    class Scaled(MLP):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    assert not Scaled(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1)).is_relu_mlp
     net = mlp(2, (4,), 1)
-    with pytest.raises(ValueError, match=r"x must be a batch \[B, in\]"):
-        net.forward_keeping_inputs(torch.zeros(5, 3, 2))
+    handle = net.register_forward_hook(lambda module, args, out: 3 * out)
+    assert not net.is_relu_mlp
+    with pytest.raises(ValueError, match="forward hooks"):
+        net.forward_keeping_inputs(torch.zeros(3, 2))
+    handle.remove()
+    assert net.is_relu_mlp
+
+    for bad in (torch.zeros(5, 3, 2), torch.zeros(3, 5), torch.zeros(3, 2, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=r"x must be a batch \[B, 2\] of torch.float32"):
+            net.forward_keeping_inputs(bad)
+    with pytest.raises(TypeError, match="x must be a tensor"):
+        net.forward_keeping_inputs([[0.0, 0.0]])
     _, inputs = net.forward_keeping_inputs(torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="one tensor per Linear layer"):
+    with pytest.raises(ValueError, match="one \\[B, in\\] tensor per Linear layer"):
         net.backward_parameters(inputs[:1], torch.zeros(3, 1))
-    with pytest.raises(ValueError, match=r"grad_output must be \[B, 1\]"):
-        net.backward_parameters(inputs, torch.zeros(3, 2))
+    for bad in (torch.zeros(3, 2), torch.zeros(4, 1), torch.zeros(3, 1, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=r"grad_output must be \[3, 1\] of torch.float32"):
+            net.backward_parameters(inputs, bad)

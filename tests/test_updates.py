@@ -71,6 +71,25 @@ def test_adam_step_equals_clip_then_step_bit_for_bit(max_norm, dtype, monkeypatc
     assert taken[0] is None and all(t is not None for t in taken[1:])  # the first step: state
 
 
+@pytest.mark.parametrize("max_norm", [1e-7, 2e-6, 10.0])
+def test_adam_step_equals_clip_then_step_near_and_below_the_bound(max_norm):
+    """Norms at 0.01-2x the bound, with bounds near the clip's 1e-6 epsilon: where the CPU
+    path skips the multiply by 1 and where it must not."""
+    ref, fast = _pair(fused=True)
+    for step in range(12):
+        for net in (ref[0], fast[0]):
+            _set_grads(net, step, 1.0)
+        norm = torch.linalg.vector_norm(torch.cat([p.grad.ravel() for p in ref[0].parameters()]))
+        scale = max_norm * [0.01, 0.3, 0.49, 0.51, 0.9, 2.0][step % 6] / float(norm)
+        for net in (ref[0], fast[0]):
+            for p in net.parameters():
+                p.grad.mul_(scale)
+        torch.nn.utils.clip_grad_norm_(ref[0].parameters(), max_norm, foreach=True)
+        ref[1].step()
+        adam_step(fast[1], max_norm)
+        _same(ref, fast)
+
+
 def test_adam_step_clips_to_the_norm():
     (net, opt), _ = _pair(fused=True)
     _set_grads(net, 0, 100.0)

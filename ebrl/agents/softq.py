@@ -44,7 +44,7 @@ from ebrl.agents.config import OffPolicyConfig
 from ebrl.agents.core import OffPolicyAgent
 from ebrl.agents.evaluation import EnvLike
 from ebrl.agents.updates import adam_step, polyak_update
-from ebrl.networks import mlp
+from ebrl.networks import MLP, mlp
 from ebrl.policies import AnchoredPolicy, UniformAnchor, categorical_log_probs
 from ebrl.samplers import categorical_draw
 
@@ -182,6 +182,7 @@ def q_loss(
     ``double_q`` ``sum_a pi(a|s') [Q'(s', a) - T log(pi(a|s') / anchor(a|s'))]`` with ``pi`` the
     online network's policy.
     """
+    _check_loss("q_loss", loss, batch)
     target, reg = _soft_target(nets, batch, temperature, gamma, double_q)
     q_all = nets.q(batch.obs)
     q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
@@ -201,16 +202,27 @@ def q_loss_with_gradients(
     """:func:`q_loss`, with the Q-network's gradient of it set in its parameters' ``.grad``
     (as ``zero_grad(set_to_none=True)`` then ``loss.backward()`` would) by hand: the loss's
     derivative in ``Q(s, a)`` in closed form, then
-    :meth:`~ebrl.networks.MLP.backward_parameters`. The same ops as autograd's, so the same
-    numbers (tested), at ~15% less time per CartPole gradient step on a CPU (the autograd
-    engine's cost per node is much of a small network's step). ReLU Q-networks only
-    (:attr:`~ebrl.networks.MLP.is_relu_mlp`: SoftQ's own).
+    :meth:`~ebrl.networks.MLP.backward_parameters`, the ops autograd would run, without its
+    engine (whose cost per node is much of a small network's step: a CartPole gradient step
+    takes ~10% less time on a CPU). The same numbers as :func:`q_loss` + ``backward`` up to
+    rounding: with ``double_q``, ``Q(s, .)`` and ``Q(s', .)`` come from one pass over
+    ``[s; s']``, and a BLAS may round a row of that larger product differently (bit for bit
+    equal at batch 64 on the CPUs measured, not at batch 1-3). Plain ReLU Q-networks only
+    (:attr:`~ebrl.networks.MLP.is_relu_mlp`: SoftQ's own, without hooks).
     """
+    _check_loss("q_loss_with_gradients", loss, batch)
+    if not (isinstance(nets.q, MLP) and nets.q.is_relu_mlp):
+        raise ValueError(
+            "q_loss_with_gradients: nets.q must be a plain ReLU MLP (ebrl.networks.mlp(..., "
+            "'relu') without forward hooks); use q_loss and backward() for other networks"
+        )
     with torch.no_grad():
-        if double_q:  # Q(s, .) and Q(s', .) in one pass (the same numbers, fewer ops)
+        if double_q:  # Q(s, .) and Q(s', .) in one pass (fewer ops; see the docstring)
             n = len(batch.obs)
-            q_both, inputs = nets.q.forward_keeping_inputs(torch.cat([batch.obs, batch.next_obs]))
-            q_all, q_online_next, inputs = q_both[:n], q_both[n:], [x[:n] for x in inputs]
+            both = torch.cat([batch.obs, batch.next_obs])
+            q_both, inputs_both = nets.q.forward_keeping_inputs(both)
+            q_all, q_online_next = q_both[:n], q_both[n:]
+            inputs = [x[:n] for x in inputs_both]
         else:
             q_all, inputs = nets.q.forward_keeping_inputs(batch.obs)
             q_online_next = None
@@ -228,6 +240,13 @@ def q_loss_with_gradients(
         grad = torch.zeros_like(q_all).scatter_(1, actions, grad_q.unsqueeze(1))
         nets.q.backward_parameters(inputs, grad)
     return value_loss, _terms(nets, batch, temperature, value_loss, q_all, q, target, reg)
+
+
+def _check_loss(where: str, loss: str, batch: Transitions) -> None:
+    if loss not in ("huber", "mse"):
+        raise ValueError(f"{where}: loss must be 'huber' or 'mse', got {loss!r}")
+    if len(batch.obs) == 0:
+        raise ValueError(f"{where}: the batch is empty")
 
 
 def _soft_target(
@@ -366,8 +385,10 @@ class SoftQ(OffPolicyAgent):
         self._policy_probs = self._hot_path(policy_probs, fullgraph=True)
         self._q_loss = self._hot_path(q_loss, fullgraph=False)
         # Eager, the Q-network's gradient is computed by hand (q_loss_with_gradients: the same
-        # numbers, ~15% faster); compiled, the compiler sees q_loss and its autograd backward.
-        self._gradients_by_hand = not self.compiled and self.nets.q.is_relu_mlp
+        # numbers up to rounding, ~10% less time) while the Q-network is a plain ReLU MLP (a
+        # forward hook added later sends the update through autograd, which runs it);
+        # compiled, the compiler sees q_loss and its autograd backward.
+        self._gradients_by_hand = not self.compiled
 
     @staticmethod
     def _check_action_space(space: gym.Space) -> gym.spaces.Discrete:
@@ -415,7 +436,7 @@ class SoftQ(OffPolicyAgent):
         cfg = self.config
         options = {"gamma": cfg.gamma, "loss": cfg.loss, "double_q": cfg.double_q}
         temperature = self._policy_temperature  # exp(log T), kept in sync (two ops fewer)
-        if self._gradients_by_hand:
+        if self._gradients_by_hand and self.nets.q.is_relu_mlp:
             _, metrics = q_loss_with_gradients(self.nets, batch, temperature, **options)
         else:
             loss, metrics = self._q_loss(self.nets, batch, temperature, **options)

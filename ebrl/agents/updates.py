@@ -51,10 +51,11 @@ def adam_step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None = No
     with torch.no_grad():
         if max_grad_norm is not None:  # clip_grad_norm_'s ops, without its Python wrapper
             total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-            # Its factor is exactly 1 (a multiply that changes nothing) unless the norm nears
-            # the bound. On a CPU reading the norm costs no sync: far below the bound the three
-            # ops are skipped; otherwise (and on other devices: no sync) they run as torch's.
-            if total.device.type != "cpu" or not float(total) < 0.5 * max_grad_norm:
+            # Its factor min(bound / (norm + 1e-6), 1) is exactly 1 (a multiply that changes
+            # nothing) when norm + 1e-6 is well below the bound. On a CPU reading the norm
+            # costs no sync: then the three ops are skipped; otherwise (a NaN norm too), and on
+            # other devices (no sync), they run as torch's.
+            if total.device.type != "cpu" or not float(total) + 1e-6 <= 0.5 * max_grad_norm:
                 torch._foreach_mul_(grads, torch.clamp(max_grad_norm / (total + 1e-6), max=1.0))
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
