@@ -55,19 +55,17 @@ class MLP(nn.Sequential):
         :meth:`forward_keeping_inputs` and :meth:`backward_parameters` compute exactly."""
         return self._relu_mlp_problem() is None
 
-    def forward_keeping_inputs(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def forward_keeping_inputs(
+        self, x: Tensor, *, check: bool = True
+    ) -> tuple[Tensor, list[Tensor]]:
         """``(self(x), inputs)``, ``inputs`` being each ``Linear`` layer's input (``x``, then the
         activations), what :meth:`backward_parameters` needs; no autograd graph. ReLU MLPs
-        only (:attr:`is_relu_mlp`), on a batch ``x[B, in]``."""
-        linears = self._linears_of_relu_mlp("forward_keeping_inputs")
-        first = linears[0].weight
-        if not isinstance(x, Tensor):
-            raise TypeError(f"MLP.forward_keeping_inputs: x must be a tensor, got {type(x)}")
-        if x.dim() != 2 or x.shape[1] != first.shape[1] or x.dtype != first.dtype:
-            raise ValueError(
-                f"MLP.forward_keeping_inputs: x must be a batch [B, {first.shape[1]}] of "
-                f"{first.dtype}, got {list(x.shape)} of {x.dtype}"
-            )
+        only (:attr:`is_relu_mlp`), on a batch ``x[B, in]``. ``check=False`` skips the checks
+        of the network and of ``x`` (a caller that made them once per step)."""
+        linears = list(self)[::2]
+        if check:
+            self._check_relu_mlp("forward_keeping_inputs")
+            self._check_batch(x, linears[0].weight)
         inputs = []
         with torch.no_grad():
             for i, layer in enumerate(linears):
@@ -77,7 +75,19 @@ class MLP(nn.Sequential):
                 x = functional.linear(x, layer.weight, layer.bias)
         return x, inputs
 
-    def backward_parameters(self, inputs: list[Tensor], grad_output: Tensor) -> None:
+    @staticmethod
+    def _check_batch(x: Tensor, first: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"MLP.forward_keeping_inputs: x must be a tensor, got {type(x)}")
+        if x.dim() != 2 or x.shape[1] != first.shape[1] or x.dtype != first.dtype:
+            raise ValueError(
+                f"MLP.forward_keeping_inputs: x must be a batch [B, {first.shape[1]}] of "
+                f"{first.dtype}, got {list(x.shape)} of {x.dtype}"
+            )
+
+    def backward_parameters(
+        self, inputs: list[Tensor], grad_output: Tensor, *, check: bool = True
+    ) -> None:
         """Sets every parameter's ``.grad`` to the gradient of ``(self(x) * grad_output).sum()``
         (``inputs`` from :meth:`forward_keeping_inputs`; ``grad_output[B, out]``), as
         ``zero_grad(set_to_none=True)`` then ``backward`` would, by the ops autograd runs for
@@ -87,8 +97,26 @@ class MLP(nn.Sequential):
         Each hidden ReLU's input was positive exactly where its output, the next layer's
         input, is: the inputs alone carry the masks (autograd's ``threshold_backward`` on the
         result, as for ``torch.relu``). Hooks on the parameters' gradients do not run (no
-        autograd engine runs)."""
-        linears = self._linears_of_relu_mlp("backward_parameters")
+        autograd engine runs). ``check=False`` skips the checks of the network and of the
+        arguments."""
+        linears = list(self)[::2]
+        if check:
+            self._check_relu_mlp("backward_parameters")
+            self._check_backward_arguments(linears, inputs, grad_output)
+        grad = grad_output
+        with torch.no_grad():
+            for i in range(len(linears) - 1, -1, -1):
+                weight, bias = linears[i].weight, linears[i].bias
+                weight.grad = grad.t() @ inputs[i]
+                if bias is not None:
+                    bias.grad = grad.sum(0)
+                if i > 0:  # the input's gradient, through the ReLU that made it
+                    grad = torch.ops.aten.threshold_backward(grad @ weight, inputs[i], 0)
+
+    @staticmethod
+    def _check_backward_arguments(
+        linears: list[nn.Linear], inputs: list[Tensor], grad_output: Tensor
+    ) -> None:
         if len(inputs) != len(linears) or not all(
             isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] == layer.in_features
             for x, layer in zip(inputs, linears, strict=False)
@@ -113,21 +141,11 @@ class MLP(nn.Sequential):
                 f"MLP.backward_parameters: grad_output must be [{inputs[0].shape[0]}, "
                 f"{out_features}] of {inputs[0].dtype} (the inputs' batch), got {got}"
             )
-        grad = grad_output
-        with torch.no_grad():
-            for i in range(len(linears) - 1, -1, -1):
-                weight, bias = linears[i].weight, linears[i].bias
-                weight.grad = grad.t() @ inputs[i]
-                if bias is not None:
-                    bias.grad = grad.sum(0)
-                if i > 0:  # the input's gradient, through the ReLU that made it
-                    grad = torch.ops.aten.threshold_backward(grad @ weight, inputs[i], 0)
 
-    def _linears_of_relu_mlp(self, where: str) -> list[nn.Linear]:
+    def _check_relu_mlp(self, where: str) -> None:
         problem = self._relu_mlp_problem()
         if problem is not None:
             raise ValueError(f"MLP.{where}: supports plain ReLU MLPs only; {problem}")
-        return list(self)[::2]
 
     def _relu_mlp_problem(self) -> str | None:
         """Why :attr:`is_relu_mlp` is false, or ``None``."""

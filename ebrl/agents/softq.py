@@ -220,11 +220,11 @@ def q_loss_with_gradients(
         if double_q:  # Q(s, .) and Q(s', .) in one pass (fewer ops; see the docstring)
             n = len(batch.obs)
             both = torch.cat([batch.obs, batch.next_obs])
-            q_both, inputs_both = nets.q.forward_keeping_inputs(both)
+            q_both, inputs_both = nets.q.forward_keeping_inputs(both, check=False)
             q_all, q_online_next = q_both[:n], q_both[n:]
             inputs = [x[:n] for x in inputs_both]
         else:
-            q_all, inputs = nets.q.forward_keeping_inputs(batch.obs)
+            q_all, inputs = nets.q.forward_keeping_inputs(batch.obs, check=False)
             q_online_next = None
         target, reg = _soft_target(nets, batch, temperature, gamma, double_q, q_online_next)
         actions = batch.actions.unsqueeze(1)
@@ -238,7 +238,7 @@ def q_loss_with_gradients(
         else:
             grad_q = error.mul_(2.0 / len(q))
         grad = torch.zeros_like(q_all).scatter_(1, actions, grad_q.unsqueeze(1))
-        nets.q.backward_parameters(inputs, grad)
+        nets.q.backward_parameters(inputs, grad, check=False)  # checked above, built here
     return value_loss, _terms(nets, batch, temperature, value_loss, q_all, q, target, reg)
 
 
