@@ -79,10 +79,15 @@ class MLP(nn.Sequential):
     def _check_batch(x: Tensor, first: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"MLP.forward_keeping_inputs: x must be a tensor, got {type(x)}")
-        if x.dim() != 2 or x.shape[1] != first.shape[1] or x.dtype != first.dtype:
+        if (
+            x.dim() != 2
+            or x.shape[1] != first.shape[1]
+            or x.dtype != first.dtype
+            or x.device != first.device
+        ):
             raise ValueError(
                 f"MLP.forward_keeping_inputs: x must be a batch [B, {first.shape[1]}] of "
-                f"{first.dtype}, got {list(x.shape)} of {x.dtype}"
+                f"{first.dtype} on {first.device}, got {list(x.shape)} of {x.dtype} on {x.device}"
             )
 
     def backward_parameters(
@@ -117,20 +122,30 @@ class MLP(nn.Sequential):
     def _check_backward_arguments(
         linears: list[nn.Linear], inputs: list[Tensor], grad_output: Tensor
     ) -> None:
-        if len(inputs) != len(linears) or not all(
-            isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] == layer.in_features
-            for x, layer in zip(inputs, linears, strict=False)
+        weight = linears[0].weight
+        if (
+            not isinstance(inputs, list | tuple)
+            or len(inputs) != len(linears)
+            or not all(
+                isinstance(x, Tensor)
+                and x.shape == (inputs[0].shape[0], layer.in_features)
+                and x.dtype == weight.dtype
+                and x.device == weight.device
+                for x, layer in zip(inputs, linears, strict=False)
+            )
         ):
             widths = [layer.in_features for layer in linears]
             raise ValueError(
                 "MLP.backward_parameters: inputs must be forward_keeping_inputs' list, one "
-                f"[B, in] tensor per Linear layer (in = {widths})"
+                f"[B, in] tensor per Linear layer (in = {widths}), of the network's dtype "
+                f"{weight.dtype} and device {weight.device}"
             )
         out_features = linears[-1].out_features
         if (
             not isinstance(grad_output, Tensor)
             or grad_output.shape != (inputs[0].shape[0], out_features)
             or grad_output.dtype != inputs[0].dtype
+            or grad_output.device != weight.device
         ):
             got = (
                 f"{list(grad_output.shape)} of {grad_output.dtype}"
@@ -148,24 +163,48 @@ class MLP(nn.Sequential):
             raise ValueError(f"MLP.{where}: supports plain ReLU MLPs only; {problem}")
 
     def _relu_mlp_problem(self) -> str | None:
-        """Why :attr:`is_relu_mlp` is false, or ``None``."""
+        """Why :attr:`is_relu_mlp` is false, or ``None``: anything that would make
+        ``self(x)`` or autograd's gradient differ from the hand-written one."""
         layers = list(self)
+        linears = layers[::2]
         if not (
             len(layers) % 2 == 1
-            and all(type(layer) is nn.Linear for layer in layers[::2])
+            and all(type(layer) is nn.Linear for layer in linears)
             and all(type(layer) is nn.ReLU for layer in layers[1::2])
         ):
             names = [type(layer).__name__ for layer in layers]
             return f"the layers must be Linear, ReLU, ..., Linear, got {names}"
-        if type(self).forward is not MLP.forward:
-            return f"{type(self).__name__} overrides forward"
+        cls = type(self)
+        if (
+            cls.forward is not MLP.forward
+            or "forward" in self.__dict__
+            or cls.__call__ is not nn.Module.__call__
+            or cls._call_impl is not nn.Module._call_impl
+        ):
+            return f"{cls.__name__} changes forward or __call__"
+        hooks = _module_hooks
         if (
             self._forward_hooks
             or self._forward_pre_hooks
-            or _module_hooks._global_forward_hooks
-            or _module_hooks._global_forward_pre_hooks
+            or self._backward_hooks
+            or self._backward_pre_hooks
+            or hooks._global_forward_hooks
+            or hooks._global_forward_pre_hooks
+            or hooks._global_backward_hooks
+            or hooks._global_backward_pre_hooks
         ):
-            return "it has forward hooks, which these methods would not run"
+            return "it has forward or backward hooks, which these methods would not run"
+        # the layers' parameter dicts, not layer.weight: nn.Module.__getattr__ costs ~0.3 us a
+        # name, and SoftQ checks this at every gradient step
+        params = [p for layer in linears for p in layer._parameters.values() if p is not None]
+        if len({id(layer) for layer in linears}) < len(linears) or len(set(map(id, params))) < len(
+            params
+        ):
+            return "a layer or a parameter is used twice (autograd would add its gradients)"
+        if not all(p.requires_grad for p in params):
+            return "a parameter is frozen (requires_grad=False: autograd would leave its grad)"
+        if any(p._backward_hooks or p._post_accumulate_grad_hooks for p in params):
+            return "a parameter has gradient hooks, which these methods would not run"
         return None
 
 

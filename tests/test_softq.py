@@ -230,6 +230,18 @@ def test_a_forward_hook_on_the_q_network_runs_in_the_update():
     assert all(p.grad is not None for p in agent.nets.q.parameters())
 
 
+def test_a_frozen_layer_stays_frozen():
+    """autograd leaves a frozen parameter's grad None (Adam skips it); the hand-written
+    gradient would set it: the update must take autograd's path."""
+    agent = SoftQ("CartPole-v1", **SMALL_STEPS)
+    agent.nets.q[0].requires_grad_(False)
+    before = agent.nets.q[0].weight.clone()
+    for i in range(3):
+        agent.update(random_batch(agent, seed=i))
+    assert torch.equal(agent.nets.q[0].weight, before)
+    assert not torch.equal(agent.nets.q[2].weight, agent.nets.q_target[2].weight)  # others move
+
+
 def test_temperature_step_is_an_adam_step_on_the_dual_loss():
     """The agent sets the dual loss's gradient by hand (it is linear in log T): the logged loss
     and the step equal, bit for bit, autograd's on temperature_loss, then torch's fused Adam."""

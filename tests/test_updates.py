@@ -90,6 +90,23 @@ def test_adam_step_equals_clip_then_step_near_and_below_the_bound(max_norm):
         _same(ref, fast)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_adam_step_takes_torchs_path_for_a_non_finite_norm(bad):
+    ref, fast = _pair(fused=True)
+    for step in range(2):
+        for net in (ref[0], fast[0]):
+            _set_grads(net, step, 0.01)
+            if step == 1:
+                next(net.parameters()).grad[0, 0] = bad
+        torch.nn.utils.clip_grad_norm_(ref[0].parameters(), 10.0, foreach=True)
+        ref[1].step()
+        adam_step(fast[1], 10.0)
+    # torch's clip scales every gradient by NaN (a NaN norm) or 0 (an infinite one): a skipped
+    # multiply would leave the other gradients as they were, and the parameters elsewhere
+    for p, q in zip(ref[0].parameters(), fast[0].parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=0, atol=0, equal_nan=True)
+
+
 def test_adam_step_clips_to_the_norm():
     (net, opt), _ = _pair(fused=True)
     _set_grads(net, 0, 100.0)
