@@ -50,9 +50,10 @@ class MLP(nn.Sequential):
 
     @property
     def is_relu_mlp(self) -> bool:
-        """Whether this MLP is ``Linear, ReLU, Linear, ..., Linear`` (what ``mlp(..., "relu")``
-        builds) with ``MLP``'s own forward and no forward hooks (its own or global): what
-        :meth:`forward_keeping_inputs` and :meth:`backward_parameters` compute exactly."""
+        """Whether :meth:`forward_keeping_inputs` and :meth:`backward_parameters` compute this
+        MLP's output and autograd's gradient exactly: ``Linear, ReLU, ..., Linear`` (what
+        ``mlp(..., "relu")`` builds) with ``MLP``'s own ``forward`` and ``__call__``, no module
+        or parameter hooks (its own or global), and no frozen or shared layer or parameter."""
         return self._relu_mlp_problem() is None
 
     def forward_keeping_inputs(
