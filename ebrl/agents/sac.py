@@ -304,13 +304,16 @@ def squashed_sample(mean: Tensor, log_std: Tensor, noise: Tensor) -> tuple[Tenso
     return torch.tanh(u), _log_prob_of_preimage(u, noise, log_std)
 
 
-def squashed_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
+def squashed_log_prob(
+    mean: Tensor, log_std: Tensor, actions: Tensor, std: Tensor | None = None
+) -> Tensor:
     """``log q(a)`` of the actor's squashed Gaussian at ``actions`` in ``[-1, 1]^d`` (inverted
     through ``atanh`` as :class:`~ebrl.policies.SquashedDistribution` does, the boundary
-    clamped inside by one ulp)."""
+    clamped inside by one ulp). ``std``: ``exp(log_std)`` where the caller has it."""
     eps = torch.finfo(actions.dtype).eps
     u = torch.atanh(actions.clamp(-1 + eps, 1 - eps))
-    return _log_prob_of_preimage(u, (u - mean) * torch.exp(-log_std), log_std)
+    std = log_std.exp() if std is None else std
+    return _log_prob_of_preimage(u, (u - mean) / std, log_std)
 
 
 def _log_prob_of_preimage(u: Tensor, z: Tensor, log_std: Tensor) -> Tensor:
@@ -331,6 +334,10 @@ def _log_prob_of_preimage(u: Tensor, z: Tensor, log_std: Tensor) -> Tensor:
 
 def _is_unit_box(bounds: object) -> bool:
     """``bounds`` is the pair of numbers ``(-1, 1)`` (not per-dimension tensors or arrays)."""
+    plain = (float, int)
+    if type(bounds) is tuple and len(bounds) == 2 and type(bounds[0]) in plain:
+        if type(bounds[1]) in plain:  # Python numbers (the default): no ABC checks
+            return bounds == (-1.0, 1.0)
     return (
         isinstance(bounds, tuple)
         and len(bounds) == 2
@@ -367,10 +374,11 @@ def importance_step(
     unused when ``anchor_mix`` is 0. Every particle is inside the box, so none is masked.
     """
     mean, log_std = nets.actor.mean_log_std(obs)
-    particles = torch.tanh(mean + log_std.exp() * normal)  # Normal.rsample's arithmetic
+    std = log_std.exp()
+    particles = torch.tanh(mean + std * normal)  # Normal.rsample's arithmetic
     if anchor_mix > 0:
         particles = torch.where(pick >= pick_threshold, anchor_draws, particles)
-    log_q = squashed_log_prob(mean, log_std, particles)
+    log_q = squashed_log_prob(mean, log_std, particles, std)
     # log(q / anchor), the anchor's log-density -d log 2 folded into the constants
     log_anchor = -normal.shape[-1] * math.log(2.0)
     if anchor_mix > 0:  # log((1 - m) q_actor + m anchor) - log anchor
@@ -601,7 +609,8 @@ class SAC(OffPolicyAgent):
         index = categorical_draw(probs.T, self.generator)  # checked above (sampler.check)
         actions = particles.gather(0, index.view(1, batch, 1).expand(1, batch, self.act_dim))[0]
         # Kish's ESS from the normalised weights: 1 / sum p^2
-        return actions, {"ess": probs.square().sum(0).reciprocal(), "log_normalizer": log_z}
+        ess = torch.linalg.vecdot(probs, probs, dim=0).reciprocal()
+        return actions, {"ess": ess, "log_normalizer": log_z}
 
     def explore(self, obs: Tensor) -> Tensor:
         return draw(self.anchor(obs), (1,), self.generator)[0].clamp(-1, 1)

@@ -48,11 +48,13 @@ def normalized_weights(log_weights: Tensor, dim: int = 0) -> tuple[Tensor, Tenso
     ``torch.softmax`` cost ~10 us more per call on a CPU, where an agent calls this once per
     env step). An element whose weights are all zero gets ``log Z = -inf`` (and NaN
     probabilities), as with ``logsumexp`` and ``softmax``."""
-    top = torch.nan_to_num(log_weights.amax(dim, keepdim=True), neginf=0.0)
+    # along the first dimension the reductions broadcast back without keepdim (one op fewer)
+    keep = dim not in (0, -log_weights.dim())
+    top = torch.nan_to_num(log_weights.amax(dim, keepdim=keep), neginf=0.0)
     weights = torch.exp(log_weights - top)
-    total = weights.sum(dim, keepdim=True)
-    log_z = (total.log() + top).squeeze(dim) - math.log(log_weights.shape[dim])
-    return weights / total, log_z
+    total = weights.sum(dim, keepdim=keep)
+    log_z = total.log() + top - math.log(log_weights.shape[dim])
+    return weights / total, log_z.squeeze(dim) if keep else log_z
 
 
 def effective_sample_size(log_weights: Tensor, dim: int = 0) -> Tensor:
