@@ -99,6 +99,25 @@ def test_fused_acting_equals_the_general_sampler(env_id, config):
         assert (fused_stats["ess"] < config.n_particles - 1e-3).any()
 
 
+@pytest.mark.parametrize("plain", [False, True])
+def test_fused_acting_builds_no_graph_where_grad_is_on(plain):
+    """``act`` outside ``no_grad`` (a user's call): the same actions and stats as inside it,
+    none of them with a graph, and the grad mode is left on."""
+    config = SACConfig.plain(learning_starts=0) if plain else SACConfig(learning_starts=0)
+    agent = SAC("Pendulum-v1", seed=0, config=config)
+    obs = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))
+    state = agent.generator.get_state()
+    with torch.no_grad():
+        want, want_stats = agent.act(obs, deterministic=False)
+    agent.generator.set_state(state)
+    assert torch.is_grad_enabled()
+    got, stats = agent.act(obs, deterministic=False)
+    assert torch.is_grad_enabled()
+    assert torch.equal(got, want) and not got.requires_grad
+    for name, value in stats.items():
+        assert torch.equal(value, want_stats[name]) and not value.requires_grad
+
+
 def test_fused_acting_only_for_the_agents_own_unchanged_policy():
     """A changed temperature, utility, cost or sampler acts through the general path (and the
     change is honoured); the same sampler built again, or bounds=None, stays fused."""

@@ -234,6 +234,85 @@ def test_next_step_autoreset_stores_no_transition_across_episodes():
     assert info_returns == [5.0] * 6  # 3 finished episodes per env, 5 steps each
 
 
+class _Countdown(gym.Env):
+    """obs = (episode, t); episode ``k`` lasts ``lengths[k % len(lengths)]`` steps, ending by
+    termination on even episodes and by truncation on odd ones; reward 1 per step."""
+
+    observation_space = gym.spaces.Box(0, 1e6, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, lengths):
+        self.lengths, self.episode = lengths, -1
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return np.array([self.episode, 0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        end = self.t == self.lengths[self.episode % len(self.lengths)]
+        obs = np.array([self.episode, self.t], np.float32)
+        return obs, 1.0, end and self.episode % 2 == 0, end and self.episode % 2 == 1, {}
+
+
+class _ToTorch(gym.vector.VectorWrapper):
+    """A user's vector env returning tensors (as gymnasium's ``NumpyToTorch``)."""
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return torch.as_tensor(obs), info
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, info = self.env.step(np.asarray(actions))
+        as_t = torch.as_tensor
+        return as_t(obs), as_t(rewards), as_t(terminated), as_t(truncated), info
+
+
+@pytest.mark.parametrize("tensors", [False, True])
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_episode_bookkeeping_with_episodes_out_of_step(mode, tensors):
+    """Envs whose episodes end at different steps (by termination or truncation), in both
+    autoreset modes, from numpy or from tensors: every episode's return and length reach the
+    callbacks once (float64 / int64 arrays, empty at steps where none ended), and no transition
+    crosses an episode's end."""
+    lengths = [(3, 5), (4,), (2, 6, 3)]
+    autoreset = getattr(gym.vector.AutoresetMode, mode.upper())
+    envs = gym.vector.SyncVectorEnv(
+        [lambda ls=ls: _Countdown(ls) for ls in lengths], autoreset_mode=autoreset
+    )
+    if tensors:
+        envs = _ToTorch(envs)
+    agent = SoftQ(envs, learning_starts=1000, hidden_sizes=(16,))
+    ended = []
+
+    def record(a, info):
+        returns, lengths_ = info["episode_returns"], info["episode_lengths"]
+        assert returns.dtype == np.float64 and lengths_.dtype == np.int64
+        assert returns.shape == lengths_.shape == (len(returns),)
+        ended.extend(zip(returns.tolist(), lengths_.tolist(), strict=True))
+
+    agent.learn(3 * 40, progress_bar=False, callback=record)  # 40 vector steps
+    n = len(agent.buffer)
+    obs, next_obs = agent.buffer.obs[:n], agent.buffer.next_obs[:n]
+    assert torch.equal(next_obs[:, 0], obs[:, 0])  # never across episodes
+    assert torch.equal(next_obs[:, 1], obs[:, 1] + 1)
+    finished, transitions = [], 0
+    for ls in lengths:  # each env's 40 steps: with next-step autoreset, one reset-only step
+        t, k, resetting = 0, 0, False  # after each episode, which stores no transition
+        for _ in range(40):
+            if resetting:
+                resetting = False
+                continue
+            transitions, t = transitions + 1, t + 1
+            if t == ls[k % len(ls)]:
+                finished.append(t)
+                t, k, resetting = 0, k + 1, mode == "next_step"
+    assert n == transitions
+    assert sorted(length for _, length in ended) == sorted(finished)
+    assert all(ret == length for ret, length in ended)
+
+
 def test_callbacks_list_checkpoints_and_evaluates(tmp_path):
     agent = SAC("Pendulum-v1", seed=0, tensorboard_log=tmp_path, **SMALL)
     ckpt = CheckpointCallback(100, tmp_path / "ckpt.pt", keep=True)

@@ -12,6 +12,7 @@ from torch.distributions import Independent, Normal
 from ebrl.agents import SAC, SACConfig, polyak_update
 from ebrl.agents.buffer import Transitions
 from ebrl.agents.sac import (
+    _is_unit_box,
     actor_loss,
     critic_loss,
     squashed_log_prob,
@@ -97,6 +98,31 @@ def test_each_loss_alone_puts_gradients_only_on_its_owner(value_target, anchored
     loss.backward()
     assert agent.log_temperature.grad is not None
     assert all(g is None for m in [agent.actor, agent.critic, *others] for g in grads(m))
+
+
+@pytest.mark.parametrize(
+    "bounds, unit",
+    [
+        ((-1.0, 1.0), True),
+        ((-1, 1), True),
+        ((np.float32(-1), 1.0), True),
+        ((np.int64(-1), np.float64(1)), True),
+        ((-1.0, 2.0), False),
+        ((-2, 1), False),
+        ((True, 1), False),
+        ((-1, 10**400), False),  # too large for a float
+        ((np.float32(-1), 10**400), False),
+        ([-1.0, 1.0], False),  # only a tuple of two numbers
+        ((-1.0, 1.0, 0.0), False),
+        ((torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])), False),
+        ((torch.tensor(-1.0), torch.tensor(1.0)), False),
+        (None, False),
+    ],
+)
+def test_unit_box_bounds(bounds, unit):
+    """Which sampler bounds let the fused acting step skip its bounds mask: the pair of numbers
+    (-1, 1), whatever their numeric type; never an error."""
+    assert _is_unit_box(bounds) is unit
 
 
 def test_fused_squashed_log_density_equals_the_distribution():

@@ -453,6 +453,18 @@ def test_normalized_weights_equal_softmax_and_log_normalizer():
     assert log_z[4] == -math.inf
 
 
+@pytest.mark.parametrize("shape", [(7,), (7, 3), (4, 7, 3)])
+def test_normalized_weights_along_every_dimension(shape):
+    """Along each dimension (negative too): ``softmax`` and ``log_normalizer`` along it, and a
+    ``log Z`` of the input's shape without that dimension."""
+    log_w = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for dim in range(-len(shape), len(shape)):
+        probs, log_z = normalized_weights(log_w * 5, dim)
+        torch.testing.assert_close(probs, torch.softmax(log_w * 5, dim))
+        torch.testing.assert_close(log_z, log_normalizer(log_w * 5, dim))
+        assert log_z.shape == torch.Size(s for i, s in enumerate(shape) if i != dim % len(shape))
+
+
 @pytest.mark.parametrize(
     "layout", ["2-D", "transposed", "1-D", "float64"]
 )  # transposed: the agents draw from softmax(log w, 0).T

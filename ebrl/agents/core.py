@@ -544,14 +544,15 @@ class OffPolicyAgent:
         self._last_obs = next_obs
         self.num_timesteps += self.envs.num_envs * self.world_size  # all ranks together
         log.advance(self.envs.num_envs * self.world_size)
+        # np.asarray: a vector env may return tensors (gymnasium's NumpyToTorch)
+        ended = np.logical_or(np.asarray(terminated), np.asarray(truncated))
         if not resetting:
-            self._episode_returns += rewards
+            self._episode_returns += np.asarray(rewards)
             self._episode_lengths += 1
-            ended = np.logical_or(terminated, truncated)
         else:
             self._episode_returns += np.where(valid, rewards, 0.0)
             self._episode_lengths += valid
-            ended = np.logical_or(terminated, truncated) & valid
+            ended &= valid
         if not ended.any():
             finished = {"episode_returns": np.zeros(0), "episode_lengths": np.zeros(0, np.int64)}
         else:

@@ -734,6 +734,81 @@ def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3"
             )
 
 
+def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None:
+    """For runs evaluated every 1000 steps (``--eval-every 1000``, e.g. to 60k): whether the
+    bar's one evaluation at 50k is where a run stays or a passing spike. Prints, per env and
+    agent, the 50k evaluation, the mean of each seed's evaluations over 45k-55k and over
+    41k-60k (mean ± sd over seeds, and each over SB3's), and per seed the 50k evaluation less
+    the mean of its neighbours at 49k and 51k and its rank among the 20 evaluations 41k-60k;
+    plots every seed and the mean in ``dense.png``. Energy runs are scored as the presets act
+    (the actor's mode)."""
+    runs: dict[tuple[str, str, int], dict] = {}
+    for folder in dirs:
+        for path in sorted(folder.glob("*.json")):
+            run_ = json.loads(path.read_text())
+            steps = [p["step"] for p in run_["curve"]]
+            if run_.get("agent") not in agents or not {49_000, 50_000, 51_000} <= set(steps):
+                continue
+            if run_["agent"].startswith("energy"):
+                run_ = with_actor_mode(run_)
+            by_step = {p["step"]: p.get("actor_mode", p["mean"]) for p in run_["curve"]}
+            runs[(run_["agent"], run_["env"], run_["seed"])] = by_step
+
+    def window(by_step: dict, lo: int, hi: int) -> float:
+        return float(np.mean([v for k, v in by_step.items() if lo <= k <= hi]))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({k[1] for k in runs})
+    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        print(f"\n{env}\n")
+        print("| agent | seeds | at 50k | / SB3 | mean 45k-55k | / SB3 | mean 41k-60k | / SB3 |")
+        print("|---|---|---|---|---|---|---|---|")
+        summary, spikes = {}, []
+        for agent in agents:
+            mine = sorted((k[2], r) for k, r in runs.items() if k[0] == agent and k[1] == env)
+            if not mine:
+                continue
+            at50 = np.array([r[50_000] for _, r in mine])
+            mid = np.array([window(r, 45_000, 55_000) for _, r in mine])
+            wide = np.array([window(r, 41_000, 60_000) for _, r in mine])
+            summary[agent] = (len(mine), at50, mid, wide)
+            for seed, r in mine:
+                later = [v for k, v in r.items() if 41_000 <= k <= 60_000]
+                rank = 1 + sum(v > r[50_000] for v in later)
+                jump = r[50_000] - (r[49_000] + r[51_000]) / 2
+                spikes.append(f"| {agent} | {seed} | {r[50_000]:.0f} | {jump:+.0f} | "
+                              f"{rank} of {len(later)} |")  # fmt: skip
+            xs = sorted(set.intersection(*(set(r) for _, r in mine)))
+            ys = np.array([[r[x] for x in xs] for _, r in mine])
+            for row in ys:
+                ax.plot(xs, row, color=COLORS[agent], alpha=0.2, lw=0.8)
+            band(ax, xs, ys, agent, color=COLORS[agent], lw=2)
+        ref = summary.get("sb3")
+        for agent, (n, *measures) in summary.items():
+            cells = [
+                f"{mean_sd(values)} | {values.mean() / ref[i].mean():.2f}" if ref else
+                f"{mean_sd(values)} | -"
+                for i, values in enumerate(measures, start=1)
+            ]  # fmt: skip
+            print(f"| {agent} | {n} | {' | '.join(cells)} |")
+        print("\n| agent | seed | at 50k | 50k less mean(49k, 51k) | rank of 50k in 41k-60k |")
+        print("|---|---|---|---|---|")
+        print("\n".join(spikes))
+        ax.axvline(50_000, color="k", ls=":", lw=1)
+        ax.set_title(f"{env}: evaluation every 1000 steps (thin: seeds)")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("deterministic evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(HERE / "dense.png", dpi=100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", choices=AGENTS)
@@ -750,8 +825,12 @@ def main() -> None:
                         help="print the actor's mode against the mode search, per run")  # fmt: skip
     parser.add_argument("--pooled", nargs="+", type=Path, metavar="RUNS_DIR",
                         help="every seed in these folders pooled, per env and agent")  # fmt: skip
+    parser.add_argument("--dense", nargs="+", type=Path, metavar="RUNS_DIR",
+                        help="runs evaluated every 1000 steps: is 50k a spike?")  # fmt: skip
     args = parser.parse_args()
-    if args.pooled:
+    if args.dense:
+        dense(args.dense)
+    elif args.pooled:
         pooled(args.pooled)
     elif args.compare_deterministic:
         compare_deterministic(args.compare_deterministic)
