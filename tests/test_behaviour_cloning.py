@@ -150,10 +150,12 @@ def test_bc_bad_inputs():
 
 def test_bc_clipped_demonstrator_is_not_chased_to_the_bounds():
     """Issue 12: a demonstrator that clips its actions puts point masses on the bounds, where the
-    squashed density's Jacobian term is worth about 16 nats; fitted as given, those points drew
-    the pre-squash Gaussian wide (sampled error 0.14-0.16 over 3 seeds). Pulled 1e-3 inside the
-    box they do not (0.035-0.044). The ideal sampler's error is the noise on the unsaturated
-    third of the states, E|N(0, 0.1)| / 3 = 0.027; the bound 0.08 sits between."""
+    squashed density's Jacobian term is worth about 16 nats; fitted as given, those points draw
+    the pre-squash Gaussian wide (sampled error 0.153-0.167, seeds 0-4). Pulled 1e-3 inside the
+    box they do not (0.037-0.090): where early stopping lands moves the error, and with it the
+    CPU's float rounding (this seed gave about 0.04 where the bound was first set, at 0.08, and
+    0.084 on a later AVX2 machine). The ideal sampler's error is the noise on the unsaturated
+    third of the states, E|N(0, 0.1)| / 3 = 0.027; the bound 0.12 sits between the two groups."""
     g = gen(0)
     x = torch.rand(4000, 1, generator=g) * 2 - 1
     a = (3 * x + 0.1 * torch.randn(4000, 1, generator=g)).clamp(-1, 1)
@@ -165,7 +167,7 @@ def test_bc_clipped_demonstrator_is_not_chased_to_the_bounds():
     with torch.no_grad():
         draws = anchor(grid).sample((200,))
     error = (draws - (3 * grid).clamp(-1, 1)).abs().mean().item()
-    assert error < 0.08, error
+    assert error < 0.12, error
 
 
 def test_bc_truncated_anchor_clones_gaussian_noise_clipped_at_the_bounds():
