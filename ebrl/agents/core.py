@@ -527,7 +527,8 @@ class OffPolicyAgent:
         self._check_finite("reward", rewards, "learn")
         real_next = next_obs
         if "final_obs" in infos:  # same-step autoreset: the true last observation
-            real_next = np.array(next_obs, copy=True)
+            # asarray, then copy: np.array(copy=True) warns on a tensor (NumPy 2's copy keyword)
+            real_next = np.asarray(next_obs).copy()
             for i in np.flatnonzero(infos["_final_obs"]):
                 real_next[i] = infos["final_obs"][i]
         # The bookkeeping below runs at every env step (~40 us of CartPole's ~700): its usual
