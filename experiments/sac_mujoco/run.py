@@ -664,6 +664,15 @@ def compare_deterministic(dirs: list[Path]) -> None:
     fig.savefig(HERE / "deterministic.png", dpi=100)
 
 
+def bootstrap_ratio(xs: np.ndarray, ref: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """95% bootstrap interval of ``mean(xs) / mean(ref)``: seeds resampled within each group,
+    10k draws."""
+    draws = [
+        rng.choice(xs, len(xs)).mean() / rng.choice(ref, len(ref)).mean() for _ in range(10_000)
+    ]
+    return np.percentile(draws, [2.5, 97.5])
+
+
 def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3")) -> None:
     """Prints, per env, every seed's final return and mean of the last 3 evaluations for
     ``agents`` over all ``dirs`` (a seed run in several folders counts once: the last folder
@@ -719,12 +728,7 @@ def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3"
             continue
         _, sb3_finals, sb3_last3 = table["sb3"]
         for agent, (mine, finals, last3) in table.items():
-            draws = [
-                rng.choice(finals, len(finals)).mean()
-                / rng.choice(sb3_finals, len(sb3_finals)).mean()
-                for _ in range(10_000)
-            ]
-            lo, hi = np.percentile(draws, [2.5, 97.5])
+            lo, hi = bootstrap_ratio(finals, sb3_finals, rng)
             per_seed = ", ".join(f"s{seed}: {r['curve'][-1]['mean']:.0f}" for seed, r in mine)
             print(
                 f"| {agent} | {len(mine)} | {per_seed} | {mean_sd(finals)} | "
@@ -738,7 +742,8 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
     """For runs evaluated every 1000 steps (``--eval-every 1000``, e.g. to 60k): whether the
     bar's one evaluation at 50k is where a run stays or a passing spike. Prints, per env and
     agent, the 50k evaluation, the mean of each seed's evaluations over 45k-55k and over
-    41k-60k (mean ± sd over seeds, and each over SB3's), and per seed the 50k evaluation less
+    41k-60k (mean ± sd over seeds, and each over SB3's with a 95% bootstrap interval as
+    ``pooled``'s), and per seed the 50k evaluation less
     the mean of its neighbours at 49k and 51k and its rank among the 20 evaluations 41k-60k;
     plots every seed and the mean in ``dense.png``. Energy runs are scored as the presets act
     (the actor's mode)."""
@@ -766,7 +771,8 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
     fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4), squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
         print(f"\n{env}\n")
-        print("| agent | seeds | at 50k | / SB3 | mean 45k-55k | / SB3 | mean 41k-60k | / SB3 |")
+        print("| agent | seeds | at 50k | / SB3 [95% CI] | mean 45k-55k | / SB3 [95% CI] "
+              "| mean 41k-60k | / SB3 [95% CI] |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|")
         summary, spikes = {}, []
         for agent in agents:
@@ -788,13 +794,16 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
             for row in ys:
                 ax.plot(xs, row, color=COLORS[agent], alpha=0.2, lw=0.8)
             band(ax, xs, ys, agent, color=COLORS[agent], lw=2)
-        ref = summary.get("sb3")
+        ref, rng = summary.get("sb3"), np.random.default_rng(0)
         for agent, (n, *measures) in summary.items():
-            cells = [
-                f"{mean_sd(values)} | {values.mean() / ref[i].mean():.2f}" if ref else
-                f"{mean_sd(values)} | -"
-                for i, values in enumerate(measures, start=1)
-            ]  # fmt: skip
+            cells = []
+            for i, values in enumerate(measures, start=1):
+                if ref is None:
+                    cells.append(f"{mean_sd(values)} | -")
+                    continue
+                lo, hi = bootstrap_ratio(values, ref[i], rng)
+                ratio = values.mean() / ref[i].mean()
+                cells.append(f"{mean_sd(values)} | {ratio:.2f} [{lo:.2f}, {hi:.2f}]")
             print(f"| {agent} | {n} | {' | '.join(cells)} |")
         print("\n| agent | seed | at 50k | 50k less mean(49k, 51k) | rank of 50k in 41k-60k |")
         print("|---|---|---|---|---|")
