@@ -743,9 +743,9 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
     bar's one evaluation at 50k is where a run stays or a passing spike. Prints, per env and
     agent, the 50k evaluation, the mean of each seed's evaluations over 45k-55k and over
     41k-60k (mean ± sd over seeds, and each over SB3's with a 95% bootstrap interval as
-    ``pooled``'s), and per seed the 50k evaluation less
-    the mean of its neighbours at 49k and 51k and its rank among the 20 evaluations 41k-60k;
-    plots every seed and the mean in ``dense.png``. Energy runs are scored as the presets act
+    ``pooled``'s), and per seed the 50k evaluation less the mean of its neighbours at 49k and
+    51k, its rank among the 20 evaluations 41k-60k and the RMS change from one evaluation to
+    the next there (how far one evaluation moves); plots every seed and the mean in ``dense.png``. Energy runs are scored as the presets act
     (the actor's mode)."""
     runs: dict[tuple[str, str, int], dict] = {}
     for folder in dirs:
@@ -787,8 +787,10 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
                 later = [v for k, v in r.items() if 41_000 <= k <= 60_000]
                 rank = 1 + sum(v > r[50_000] for v in later)
                 jump = r[50_000] - (r[49_000] + r[51_000]) / 2
+                steps = [k for k in sorted(r) if 41_000 <= k <= 60_000]
+                rms = np.sqrt(np.mean(np.diff([r[k] for k in steps]) ** 2))
                 spikes.append(f"| {agent} | {seed} | {r[50_000]:.0f} | {jump:+.0f} | "
-                              f"{rank} of {len(later)} |")  # fmt: skip
+                              f"{rank} of {len(later)} | {rms:.0f} |")  # fmt: skip
             xs = sorted(set.intersection(*(set(r) for _, r in mine)))
             ys = np.array([[r[x] for x in xs] for _, r in mine])
             for row in ys:
@@ -805,8 +807,9 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
                 ratio = values.mean() / ref[i].mean()
                 cells.append(f"{mean_sd(values)} | {ratio:.2f} [{lo:.2f}, {hi:.2f}]")
             print(f"| {agent} | {n} | {' | '.join(cells)} |")
-        print("\n| agent | seed | at 50k | 50k less mean(49k, 51k) | rank of 50k in 41k-60k |")
-        print("|---|---|---|---|---|")
+        print("\n| agent | seed | at 50k | 50k less mean(49k, 51k) | rank of 50k in 41k-60k "
+              "| RMS change between consecutive evaluations, 41k-60k |")  # fmt: skip
+        print("|---|---|---|---|---|---|")
         print("\n".join(spikes))
         ax.axvline(50_000, color="k", ls=":", lw=1)
         ax.set_title(f"{env}: evaluation every 1000 steps (thin: seeds)")
