@@ -745,8 +745,8 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
     41k-60k (mean ± sd over seeds, and each over SB3's with a 95% bootstrap interval as
     ``pooled``'s), and per seed the 50k evaluation less the mean of its neighbours at 49k and
     51k, its rank among the 20 evaluations 41k-60k and the RMS change from one evaluation to
-    the next there (how far one evaluation moves); plots every seed and the mean in ``dense.png``. Energy runs are scored as the presets act
-    (the actor's mode)."""
+    the next there (how far one evaluation moves); plots every seed and the mean in
+    ``dense.png``. Energy runs are scored as the presets act (the actor's mode)."""
     runs: dict[tuple[str, str, int], dict] = {}
     for folder in dirs:
         for path in sorted(folder.glob("*.json")):
