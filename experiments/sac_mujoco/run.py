@@ -673,6 +673,24 @@ def bootstrap_ratio(xs: np.ndarray, ref: np.ndarray, rng: np.random.Generator) -
     return np.percentile(draws, [2.5, 97.5])
 
 
+def load_runs(dirs: list[Path], agents: tuple[str, ...]) -> dict[tuple[str, str, int], dict]:
+    """The runs of ``agents`` in ``dirs`` by (agent, env, seed) (a seed run in several folders
+    counts once: the last folder given wins), each with its ``folder`` name; energy runs scored
+    as the MuJoCo presets act deterministically: each evaluation's ``mean`` is its
+    ``actor_mode`` return where the run recorded one."""
+    runs = {}
+    for folder in dirs:
+        for path in sorted(folder.glob("*.json")):
+            run_ = json.loads(path.read_text())
+            if run_.get("agent") not in agents:
+                continue
+            if run_["agent"].startswith("energy"):
+                for point in with_actor_mode(run_)["curve"]:
+                    point["mean"] = point.get("actor_mode", point["mean"])
+            runs[(run_["agent"], run_["env"], run_["seed"])] = run_ | {"folder": folder.name}
+    return runs
+
+
 def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3")) -> None:
     """Prints, per env, every seed's final return and mean of the last 3 evaluations for
     ``agents`` over all ``dirs`` (a seed run in several folders counts once: the last folder
@@ -680,19 +698,12 @@ def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3"
     (the actor's mode, recorded in every energy run), the pooled mean ± sd, the ratio to SB3's
     pooled mean with a 95% bootstrap interval (seeds resampled within each agent, 10k draws,
     numpy seed 0), and how many seeds end below 400; plots their curves in ``pooled.png``."""
-    runs: dict[tuple[str, str, int], dict] = {}
-    for folder in dirs:
-        for path in sorted(folder.glob("*.json")):
-            run_ = json.loads(path.read_text())
-            if run_.get("agent") not in agents:
-                continue
-            if run_["agent"] == "energy":
-                run_ = with_actor_mode(run_)
-                if "actor_mode" not in run_["curve"][-1]:
-                    continue  # before the runs recorded the actor's mode
-                for point in run_["curve"]:
-                    point["mean"] = point["actor_mode"]
-            runs[(run_["agent"], run_["env"], run_["seed"])] = run_ | {"folder": folder.name}
+    runs = {
+        key: run_
+        for key, run_ in load_runs(dirs, agents).items()
+        # energy runs from before the runs recorded the actor's mode are left out
+        if key[0] != "energy" or "actor_mode" in run_["curve"][-1]
+    }
     rng = np.random.default_rng(0)
     import matplotlib
 
@@ -747,17 +758,11 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
     51k, its rank among the 20 evaluations 41k-60k and the RMS change from one evaluation to
     the next there (how far one evaluation moves); plots every seed and the mean in
     ``dense.png``. Energy runs are scored as the presets act (the actor's mode)."""
-    runs: dict[tuple[str, str, int], dict] = {}
-    for folder in dirs:
-        for path in sorted(folder.glob("*.json")):
-            run_ = json.loads(path.read_text())
-            steps = [p["step"] for p in run_["curve"]]
-            if run_.get("agent") not in agents or not {49_000, 50_000, 51_000} <= set(steps):
-                continue
-            if run_["agent"].startswith("energy"):
-                run_ = with_actor_mode(run_)
-            by_step = {p["step"]: p.get("actor_mode", p["mean"]) for p in run_["curve"]}
-            runs[(run_["agent"], run_["env"], run_["seed"])] = by_step
+    runs = {}  # (agent, env, seed) -> {step: return}
+    for key, run_ in load_runs(dirs, agents).items():
+        by_step = {p["step"]: p["mean"] for p in run_["curve"]}
+        if {49_000, 50_000, 51_000} <= set(by_step):
+            runs[key] = by_step
 
     def window(by_step: dict, lo: int, hi: int) -> float:
         return float(np.mean([v for k, v in by_step.items() if lo <= k <= hi]))
@@ -784,11 +789,10 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
             wide = np.array([window(r, 41_000, 60_000) for _, r in mine])
             summary[agent] = (len(mine), at50, mid, wide)
             for seed, r in mine:
-                later = [v for k, v in r.items() if 41_000 <= k <= 60_000]
+                later = [r[k] for k in sorted(r) if 41_000 <= k <= 60_000]
                 rank = 1 + sum(v > r[50_000] for v in later)
                 jump = r[50_000] - (r[49_000] + r[51_000]) / 2
-                steps = [k for k in sorted(r) if 41_000 <= k <= 60_000]
-                rms = np.sqrt(np.mean(np.diff([r[k] for k in steps]) ** 2))
+                rms = np.sqrt(np.mean(np.diff(later) ** 2))
                 spikes.append(f"| {agent} | {seed} | {r[50_000]:.0f} | {jump:+.0f} | "
                               f"{rank} of {len(later)} | {rms:.0f} |")  # fmt: skip
             xs = sorted(set.intersection(*(set(r) for _, r in mine)))
