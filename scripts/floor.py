@@ -81,3 +81,31 @@ def median_time(fn: Callable[[], object], repeats: int, rounds: int = 5) -> floa
         sync()
         times.append((time.perf_counter() - start) / per_round)
     return statistics.median(times)
+
+
+def interleaved_times(
+    fns: dict[str, Callable[[], object]], repeats: int, rounds: int = 30
+) -> dict[str, list[float]]:
+    """Each function's mean time per call in each of ``rounds`` rounds of
+    ``repeats // rounds`` calls, the functions taking turns within every round (the first to
+    run moves by one each round): a ratio between two of them, taken per round, compares
+    calls made within milliseconds of each other, so a shared machine's load drifting between
+    rounds cancels out of it (timing each function in a block of its own did not: the acting
+    ratio moved by +-0.2 between runs)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    names = list(fns)
+    for name in names:  # warm-up
+        for _ in range(3):
+            fns[name]()
+    per_round = max(repeats // rounds, 1)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = fns[name]
+            sync()
+            start = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            sync()
+            times[name].append((time.perf_counter() - start) / per_round)
+    return times
