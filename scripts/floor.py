@@ -68,19 +68,7 @@ def floor_row(path: str, seconds: float, floor: tuple[float, int]) -> str:
 
 def median_time(fn: Callable[[], object], repeats: int, rounds: int = 5) -> float:
     """Median over ``rounds`` of the mean time of ``repeats // rounds`` calls (after a warm-up)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
-    for _ in range(3):
-        fn()
-    per_round = max(repeats // rounds, 1)
-    times = []
-    for _ in range(rounds):
-        sync()
-        start = time.perf_counter()
-        for _ in range(per_round):
-            fn()
-        sync()
-        times.append((time.perf_counter() - start) / per_round)
-    return statistics.median(times)
+    return statistics.median(interleaved_times({"fn": fn}, repeats, rounds)["fn"])
 
 
 def interleaved_times(
