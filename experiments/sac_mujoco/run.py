@@ -749,7 +749,9 @@ def pooled(dirs: list[Path], agents: tuple[str, ...] = ("energy", "plain", "sb3"
             )
 
 
-def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None:
+def dense(
+    dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3"), plot: str = "dense.png"
+) -> None:
     """For runs evaluated every 1000 steps (``--eval-every 1000``, e.g. to 60k): whether the
     bar's one evaluation at 50k is where a run stays or a passing spike. Prints, per env and
     agent, the 50k evaluation, the mean of each seed's evaluations over 45k-55k and over
@@ -757,7 +759,7 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
     ``pooled``'s), and per seed the 50k evaluation less the mean of its neighbours at 49k and
     51k, its rank among the 20 evaluations 41k-60k and the RMS change from one evaluation to
     the next there (how far one evaluation moves); plots every seed and the mean in
-    ``dense.png``. Energy runs are scored as the presets act (the actor's mode)."""
+    ``plot`` (next to this script). Energy runs are scored as the presets act (the actor's mode)."""
     runs = {}  # (agent, env, seed) -> {step: return}
     for key, run_ in load_runs(dirs, agents).items():
         by_step = {p["step"]: p["mean"] for p in run_["curve"]}
@@ -822,7 +824,7 @@ def dense(dirs: list[Path], agents: tuple[str, ...] = ("energy", "sb3")) -> None
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(HERE / "dense.png", dpi=100)
+    fig.savefig(HERE / plot, dpi=100)
 
 
 def main() -> None:
@@ -843,9 +845,11 @@ def main() -> None:
                         help="every seed in these folders pooled, per env and agent")  # fmt: skip
     parser.add_argument("--dense", nargs="+", type=Path, metavar="RUNS_DIR",
                         help="runs evaluated every 1000 steps: is 50k a spike?")  # fmt: skip
+    parser.add_argument("--dense-plot", default="dense.png",
+                        help="file name of --dense's plot, next to this script")  # fmt: skip
     args = parser.parse_args()
     if args.dense:
-        dense(args.dense)
+        dense(args.dense, plot=args.dense_plot)
     elif args.pooled:
         pooled(args.pooled)
     elif args.compare_deterministic:
